@@ -1,0 +1,269 @@
+//! The use cases the CLI and the desktop app share: list, show, add, change and remove
+//! profiles, set secrets, and produce a profile's credential.
+//!
+//! [`Keyport`] is the one place that combines the config file and the secret store, and it
+//! fixes the order of their writes so that a failure loses nothing: a new profile's secrets
+//! go to the keychain before its config entry (and are removed again if the config write
+//! fails); a removed profile's keychain items go before its config entry. Left out on
+//! purpose: prompting and printing (the CLI's job) and any caching.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::config::{Config, ConfigStore};
+use crate::error::{Error, Result};
+use crate::preset::{self, Preset};
+use crate::profile::{self, Profile};
+use crate::scheme::{self, Credential};
+use crate::secret::Secret;
+use crate::store::{ItemKey, KeyringStore, SecretBundle, SecretStore};
+
+/// A profile as shown to the user: settings, and for secrets only whether they are set.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileView {
+    pub name: String,
+    pub preset: String,
+    pub scheme: &'static str,
+    pub settings: std::collections::BTreeMap<String, String>,
+    pub extra_headers: std::collections::BTreeMap<String, String>,
+    pub allow_insecure_http: bool,
+    /// Secret field -> is it set in the keychain.
+    pub secrets: std::collections::BTreeMap<String, bool>,
+    /// Where the secrets live, e.g. `keyport/NAME`.
+    pub keychain_item: String,
+}
+
+pub struct Keyport {
+    config: ConfigStore,
+    store: Box<dyn SecretStore>,
+}
+
+impl Keyport {
+    pub fn new(config: ConfigStore, store: Box<dyn SecretStore>) -> Self {
+        Keyport { config, store }
+    }
+
+    /// The real thing: config from the environment, secrets in the OS keychain.
+    pub fn open() -> Result<Self> {
+        Ok(Self::new(
+            ConfigStore::from_env()?,
+            Box::new(KeyringStore::new()?),
+        ))
+    }
+
+    pub fn config_store(&self) -> &ConfigStore {
+        &self.config
+    }
+
+    pub fn load(&self) -> Result<Config> {
+        self.config.load()
+    }
+
+    /// A checked new profile, before any secret is read: the CLI calls this first so that a
+    /// bad name, field or value fails before the user types a password.
+    pub fn draft(
+        &self,
+        name: &str,
+        preset_name: &str,
+        settings: &[(String, String)],
+        secret_fields: &BTreeSet<String>,
+    ) -> Result<Profile> {
+        profile::check_name(name)?;
+        let preset = preset::get(preset_name)?;
+        let mut prof = Profile::new(preset);
+        for (k, v) in settings {
+            prof.apply_setting(preset, k, v)?;
+        }
+        prof.validate(preset, secret_fields)?;
+        if self.config.load()?.profiles.contains_key(name) {
+            return Err(Error::ProfileExists(name.to_string()));
+        }
+        Ok(prof)
+    }
+
+    /// Saves a drafted profile and its secrets.
+    pub fn add(&self, name: &str, mut prof: Profile, secrets: SecretBundle) -> Result<()> {
+        let preset = preset::get(&prof.preset)?;
+        prof.secrets = secrets.fields().map(str::to_string).collect();
+        prof.validate(preset, &prof.secrets)?;
+        let mut wrote_keychain = false;
+        let result = self.config.update(|cfg| {
+            if cfg.profiles.contains_key(name) {
+                return Err(Error::ProfileExists(name.to_string()));
+            }
+            if !secrets.is_empty() {
+                secrets.save(self.store.as_ref(), name)?;
+                wrote_keychain = true;
+            }
+            cfg.profiles.insert(name.to_string(), prof);
+            Ok(())
+        });
+        if result.is_err() && wrote_keychain {
+            // The config entry was not written: don't leave an orphan item behind.
+            let _ = self.store.delete(&ItemKey::secrets(name));
+        }
+        result
+    }
+
+    pub fn show(&self, name: &str) -> Result<ProfileView> {
+        let cfg = self.config.load()?;
+        let prof = cfg.get(name)?;
+        let preset = preset::get(&prof.preset)?;
+        let bundle = SecretBundle::load(self.store.as_ref(), name)?;
+        Ok(ProfileView {
+            name: name.to_string(),
+            preset: prof.preset.clone(),
+            scheme: preset.scheme_name(),
+            settings: prof.settings.clone(),
+            extra_headers: prof.extra_headers.clone(),
+            allow_insecure_http: prof.allow_insecure_http,
+            secrets: preset
+                .secret_fields()
+                .map(|f| (f.name.clone(), bundle.contains(&f.name)))
+                .collect(),
+            keychain_item: format!("{}/{name}", ItemKey::SECRETS_SERVICE),
+        })
+    }
+
+    /// Removes the profile's keychain items, then its config entry.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        self.config.update(|cfg| {
+            cfg.get(name)?;
+            self.store.delete(&ItemKey::secrets(name))?;
+            self.store.delete(&ItemKey::token(name))?;
+            cfg.profiles.remove(name);
+            Ok(())
+        })
+    }
+
+    /// `keyport profile set NAME FIELD=VALUE`.
+    pub fn set(&self, name: &str, field: &str, value: &str) -> Result<()> {
+        self.config.update(|cfg| {
+            let prof = cfg
+                .profiles
+                .get_mut(name)
+                .ok_or_else(|| Error::ProfileNotFound(name.to_string()))?;
+            let preset = preset::get(&prof.preset)?;
+            let mut changed = prof.clone();
+            changed.apply_setting(preset, field, value)?;
+            changed.validate(preset, &changed.secrets)?;
+            *prof = changed;
+            Ok(())
+        })
+    }
+
+    /// The preset of a profile, checking that `field` is one of its secret fields.
+    pub fn secret_field(&self, name: &str, field: &str) -> Result<&'static Preset> {
+        let cfg = self.config.load()?;
+        let preset = preset::get(&cfg.get(name)?.preset)?;
+        if !preset.field(field).is_some_and(|f| f.secret) {
+            return Err(match preset.field(field) {
+                Some(_) => Error::NotASecret {
+                    preset: preset.name.clone(),
+                    field: field.to_string(),
+                },
+                None => Error::UnknownField {
+                    preset: preset.name.clone(),
+                    field: field.to_string(),
+                    known: preset.field_names(),
+                },
+            });
+        }
+        Ok(preset)
+    }
+
+    /// Stores one secret field; returns whether the keychain item was rewritten (it is not
+    /// when the value is unchanged).
+    pub fn set_secret(&self, name: &str, field: &str, value: Secret) -> Result<bool> {
+        self.secret_field(name, field)?;
+        self.config.update(|cfg| {
+            let prof = cfg
+                .profiles
+                .get_mut(name)
+                .ok_or_else(|| Error::ProfileNotFound(name.to_string()))?;
+            let mut bundle = SecretBundle::load(self.store.as_ref(), name)?;
+            bundle.insert(field, value);
+            let wrote = bundle.save(self.store.as_ref(), name)?;
+            prof.secrets = bundle.fields().map(str::to_string).collect();
+            Ok(wrote)
+        })
+    }
+
+    /// The headers to send for a profile, now.
+    pub fn credential(&self, name: &str) -> Result<Credential> {
+        self.credential_at(name, OffsetDateTime::now_utc())
+    }
+
+    pub fn credential_at(&self, name: &str, now: OffsetDateTime) -> Result<Credential> {
+        let cfg = self.config.load()?;
+        let prof = cfg.get(name)?;
+        let preset = preset::get(&prof.preset)?;
+        let bundle = SecretBundle::load(self.store.as_ref(), name)?;
+        scheme::render(name, prof, preset, &bundle, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn kp() -> (tempfile::TempDir, Keyport) {
+        let d = tempfile::tempdir().unwrap();
+        let k = Keyport::new(ConfigStore::new(d.path()), Box::new(MemoryStore::default()));
+        (d, k)
+    }
+
+    fn secrets(pairs: &[(&str, &str)]) -> SecretBundle {
+        let mut b = SecretBundle::default();
+        for (k, v) in pairs {
+            b.insert(*k, Secret::new(*v));
+        }
+        b
+    }
+
+    #[test]
+    fn add_show_set_remove() {
+        let (_d, k) = kp();
+        let sets = vec![
+            ("base_url".to_string(), "https://erp.example".to_string()),
+            ("api_key".into(), "k".into()),
+        ];
+        let given: BTreeSet<String> = ["api_secret".to_string()].into();
+        let draft = k.draft("erp", "frappe-token", &sets, &given).unwrap();
+        k.add("erp", draft, secrets(&[("api_secret", "s")]))
+            .unwrap();
+        assert!(matches!(
+            k.draft("erp", "frappe-token", &sets, &given),
+            Err(Error::ProfileExists(_))
+        ));
+        let v = k.show("erp").unwrap();
+        assert!(v.secrets["api_secret"]);
+        assert_eq!(
+            k.credential("erp").unwrap().main_value().expose(),
+            "token k:s"
+        );
+        assert!(
+            !k.set_secret("erp", "api_secret", Secret::new("s")).unwrap(),
+            "unchanged: no rewrite"
+        );
+        assert!(k
+            .set_secret("erp", "api_secret", Secret::new("s2"))
+            .unwrap());
+        k.set("erp", "authorization_source", "Event Consumer")
+            .unwrap();
+        assert_eq!(k.credential("erp").unwrap().headers.len(), 2);
+        assert!(k.set("erp", "base_url", "http://erp.example").is_err());
+        assert_eq!(
+            k.show("erp").unwrap().settings["base_url"],
+            "https://erp.example"
+        );
+        k.remove("erp").unwrap();
+        assert!(matches!(k.show("erp"), Err(Error::ProfileNotFound(_))));
+        assert!(SecretBundle::load(k.store.as_ref(), "erp")
+            .unwrap()
+            .is_empty());
+    }
+}
