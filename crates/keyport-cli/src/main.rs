@@ -1,0 +1,344 @@
+//! `keyport`: the command-line face of keyport-core.
+//!
+//! Only argument parsing, secret input and output formats live here; every rule is in the
+//! core. Output formats and exit codes are a contract (scripts parse them): 0 ok, 1 failure
+//! with one line on stderr saying what is wrong and what to do, 2 usage error.
+//! Secrets are never accepted as arguments: `--secret FIELD` reads them from a hidden prompt
+//! on a terminal, otherwise one line per secret from stdin.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use keyport_core::keyport::Keyport;
+use keyport_core::preset;
+use keyport_core::store::SecretBundle;
+use keyport_core::Secret;
+
+#[derive(Parser)]
+#[command(
+    name = "keyport",
+    version,
+    about = "Keeps API credentials in the OS keychain and hands out auth headers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the built-in presets with their fields.
+    Presets {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add, list, show, change or remove profiles.
+    #[command(subcommand)]
+    Profile(ProfileCmd),
+    /// Set a profile's secrets (read from a hidden prompt or stdin, never from arguments).
+    #[command(subcommand)]
+    Secret(SecretCmd),
+    /// Print the header line(s) to send, one per line.
+    Header { name: String },
+    /// Print the credential value of the main header.
+    Token {
+        name: String,
+        /// Print an object with profile, scheme, headers and expires_at.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfileCmd {
+    /// Add a profile from a preset.
+    Add {
+        name: String,
+        #[arg(long)]
+        preset: String,
+        /// A non-secret field, FIELD=VALUE (repeatable).
+        #[arg(long = "set", value_name = "FIELD=VALUE", value_parser = parse_assignment)]
+        set: Vec<(String, String)>,
+        /// A secret field to read from a hidden prompt, or one line of stdin (repeatable).
+        #[arg(long = "secret", value_name = "FIELD")]
+        secret: Vec<String>,
+    },
+    /// List profiles.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a profile; secrets only as set / not set.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a profile and its keychain items.
+    Rm { name: String },
+    /// Change a non-secret field (an empty VALUE clears an optional one).
+    Set {
+        name: String,
+        #[arg(value_name = "FIELD=VALUE", value_parser = parse_assignment)]
+        assignment: (String, String),
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretCmd {
+    /// Set one secret field of a profile.
+    Set { name: String, field: String },
+}
+
+fn parse_assignment(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not FIELD=VALUE")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse(); // usage errors exit 2
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the core's messages already say what to do.
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("keyport: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Presets { json } => presets(json),
+        Command::Profile(cmd) => profile(cmd),
+        Command::Secret(SecretCmd::Set { name, field }) => {
+            let kp = Keyport::open()?;
+            kp.secret_field(&name, &field)?;
+            let mut input = SecretInput::new();
+            let value = input.read(&name, &field)?;
+            let wrote = kp.set_secret(&name, &field, value)?;
+            if wrote {
+                eprintln!("saved secret '{field}' of '{name}' in the keychain");
+            } else {
+                eprintln!("secret '{field}' of '{name}' is unchanged");
+            }
+            Ok(())
+        }
+        Command::Header { name } => {
+            let cred = Keyport::open()?.credential(&name)?;
+            let mut out = std::io::stdout().lock();
+            for (h, v) in &cred.headers {
+                writeln!(out, "{h}: {}", v.expose())?;
+            }
+            Ok(())
+        }
+        Command::Token { name, json } => {
+            let cred = Keyport::open()?.credential(&name)?;
+            if json {
+                let headers: serde_json::Map<String, serde_json::Value> = cred
+                    .headers
+                    .iter()
+                    .map(|(h, v)| (h.clone(), v.expose().into()))
+                    .collect();
+                let expires_at = cred
+                    .expires_at
+                    .map(|t| t.format(&time::format_description::well_known::Rfc3339))
+                    .transpose()?;
+                print_json(&serde_json::json!({
+                    "profile": name,
+                    "scheme": cred.scheme,
+                    "headers": headers,
+                    "expires_at": expires_at,
+                }))
+            } else {
+                println!("{}", token_value(cred.scheme, cred.main_value()));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `keyport token`: the credential without its scheme word for basic and bearer (the base64
+/// value, the token); the whole rendered value for api-key.
+fn token_value<'a>(scheme: &str, value: &'a Secret) -> &'a str {
+    let v = value.expose();
+    match scheme {
+        "basic" => v.strip_prefix("Basic ").unwrap_or(v),
+        "bearer" => v.strip_prefix("Bearer ").unwrap_or(v),
+        _ => v,
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn presets(json: bool) -> Result<()> {
+    let all = preset::all();
+    if json {
+        return print_json(&all);
+    }
+    let mut out = std::io::stdout().lock();
+    for p in all {
+        writeln!(out, "{}  [{}]  {}", p.name, p.scheme_name(), p.title)?;
+        for f in &p.fields {
+            let kind = if f.secret {
+                "secret".to_string()
+            } else {
+                format!("{:?}", f.kind).to_lowercase()
+            };
+            let req = if f.required { "required" } else { "optional" };
+            let default = f
+                .default
+                .as_deref()
+                .map(|d| format!(" (default {d})"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "    {:<22} {:<11} {req:<9} {}{default}",
+                f.name, kind, f.help
+            )?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn profile(cmd: ProfileCmd) -> Result<()> {
+    let kp = Keyport::open()?;
+    match cmd {
+        ProfileCmd::Add {
+            name,
+            preset,
+            set,
+            secret,
+        } => {
+            let mut fields = BTreeSet::new();
+            for f in &secret {
+                if !fields.insert(f.clone()) {
+                    bail!("--secret {f} is given twice: nothing was saved");
+                }
+            }
+            // Check everything before asking for a single secret.
+            let draft = kp.draft(&name, &preset, &set, &fields)?;
+            let mut input = SecretInput::new();
+            let mut bundle = SecretBundle::default();
+            for f in &secret {
+                bundle.insert(f.clone(), input.read(&name, f)?);
+            }
+            kp.add(&name, draft, bundle)?;
+            eprintln!(
+                "added profile '{name}'{}",
+                if secret.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (secrets in the OS keychain as keyport/{name})")
+                }
+            );
+            Ok(())
+        }
+        ProfileCmd::List { json } => {
+            let cfg = kp.load()?;
+            if json {
+                let list: Vec<_> = cfg
+                    .profiles
+                    .iter()
+                    .map(|(n, p)| {
+                        serde_json::json!({
+                            "name": n,
+                            "preset": p.preset,
+                            "scheme": preset::get(&p.preset).map(|x| x.scheme_name()).unwrap_or("?"),
+                            "base_url": p.settings.get("base_url"),
+                        })
+                    })
+                    .collect();
+                return print_json(&list);
+            }
+            if cfg.profiles.is_empty() {
+                eprintln!("no profiles yet: add one with `keyport profile add NAME --preset PRESET` (see `keyport presets`)");
+            }
+            for (n, p) in &cfg.profiles {
+                println!(
+                    "{n:<24} {:<20} {}",
+                    p.preset,
+                    p.settings.get("base_url").map_or("", String::as_str)
+                );
+            }
+            Ok(())
+        }
+        ProfileCmd::Show { name, json } => {
+            let v = kp.show(&name)?;
+            if json {
+                return print_json(&v);
+            }
+            println!("name:     {}", v.name);
+            println!("preset:   {} ({})", v.preset, v.scheme);
+            if v.allow_insecure_http {
+                println!("allow_insecure_http: true");
+            }
+            println!("settings:");
+            for (k, val) in &v.settings {
+                println!("  {k} = {val}");
+            }
+            for (k, val) in &v.extra_headers {
+                println!("  extra_headers.{k} = {val}");
+            }
+            println!("secrets (keychain item {}):", v.keychain_item);
+            for (k, set) in &v.secrets {
+                println!("  {k}: {}", if *set { "set" } else { "not set" });
+            }
+            Ok(())
+        }
+        ProfileCmd::Rm { name } => {
+            kp.remove(&name)?;
+            eprintln!("removed profile '{name}' and its keychain items");
+            Ok(())
+        }
+        ProfileCmd::Set {
+            name,
+            assignment: (field, value),
+        } => {
+            kp.set(&name, &field, &value)?;
+            eprintln!("updated '{field}' of '{name}'");
+            Ok(())
+        }
+    }
+}
+
+/// Reads secrets: a hidden prompt on a terminal, else one line of stdin per secret.
+struct SecretInput {
+    tty: bool,
+}
+
+impl SecretInput {
+    fn new() -> Self {
+        SecretInput {
+            tty: std::io::stdin().is_terminal(),
+        }
+    }
+
+    fn read(&mut self, profile: &str, field: &str) -> Result<Secret> {
+        let value = if self.tty {
+            rpassword::prompt_password(format!("{field} for {profile} (input hidden): "))?
+        } else {
+            let mut line = String::new();
+            let n = std::io::stdin().lock().read_line(&mut line)?;
+            if n == 0 {
+                bail!("stdin ended before the value of secret '{field}': give one line per --secret, in order (nothing was saved)");
+            }
+            let trimmed = line.strip_suffix('\n').unwrap_or(&line);
+            trimmed.strip_suffix('\r').unwrap_or(trimmed).to_string()
+        };
+        if value.is_empty() {
+            bail!("the value of secret '{field}' is empty: nothing was saved");
+        }
+        Ok(Secret::new(value))
+    }
+}
