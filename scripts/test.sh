@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every check and test Keyport has (this is what CI runs):
+# formatting, clippy, the core's dependency rule, then unit and system tests against a real
+# gnome-keyring, a real session bus and the real app window, inside a throw-away headless
+# desktop session (tests/support/headless-session.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh --test
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all --check
+
+echo "== cargo clippy -D warnings" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== keyport-core must not depend on tauri, gtk or webkit" >&2
+if cargo tree -p keyport-core -e normal,build --prefix none --locked | grep -iE '^(tauri|gtk|gdk|webkit|wry|tao)'; then
+  echo "keyport-core depends on a desktop crate (listed above): keep the core free of Tauri" >&2
+  exit 1
+fi
+
+echo "== build binaries" >&2
+cargo build --workspace --bins --locked
+
+echo "== tests (headless session: private D-Bus, unlocked gnome-keyring, Xvfb)" >&2
+tests/support/headless-session.sh cargo test --workspace --locked -- --include-ignored

@@ -1,0 +1,206 @@
+//! Helpers for Keyport's system tests: run the real `keyport` binary in a throw-away config
+//! dir against the real keychain of the headless session (tests/support/headless-session.sh),
+//! and look at what it left behind (`secret-tool`, the config dir).
+//!
+//! Each test uses profile names with a random suffix, so tests running in parallel in one
+//! keyring (and leftovers of a failed run) never collide.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The workspace's target dir (`target/debug`), found from this test binary's path.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/debug/deps/<test> -> target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build it first (cargo build --workspace --bins), or run ./scripts/test.sh",
+        p.display()
+    );
+    p
+}
+
+/// Panics with instructions unless we run inside a desktop session with a keychain.
+pub fn require_session() {
+    assert!(
+        std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
+        "system tests need a D-Bus session with an unlocked keychain: run them with \
+         tests/support/headless-session.sh cargo test (./scripts/test.sh does)"
+    );
+}
+
+/// A unique profile name: `prefix-<pid>-<n>-<nanos>`.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The result of one `keyport` run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "expected success, got {self:#?}");
+        self
+    }
+
+    /// A failure (exit 1) with exactly one line on stderr that contains `needle`.
+    #[track_caller]
+    pub fn fails_with(self, needle: &str) -> Self {
+        assert_eq!(self.code, 1, "expected exit 1, got {self:#?}");
+        assert_eq!(
+            self.stderr.trim_end().lines().count(),
+            1,
+            "stderr must be one line: {self:#?}"
+        );
+        assert!(self.stderr.starts_with("keyport: "), "{self:#?}");
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}: {self:#?}"
+        );
+        self
+    }
+}
+
+/// A `keyport` with its own config dir.
+pub struct Keyport {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Keyport {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Keyport {
+    pub fn new() -> Self {
+        Keyport {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir().join("profiles.toml")
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(bin("keyport"));
+        c.env("KEYPORT_CONFIG_DIR", self.config_dir());
+        c
+    }
+
+    /// Runs `keyport ARGS` with `stdin` piped in (not a TTY).
+    pub fn run_with(&self, args: &[&str], stdin: &str) -> Run {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn keyport");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        Run::from(child.wait_with_output().expect("wait keyport"))
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, "")
+    }
+
+    /// The config file's bytes (empty when there is none).
+    pub fn config_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.config_file()).unwrap_or_default()
+    }
+}
+
+/// `secret-tool lookup service S username A`: the item's secret, if there is one.
+pub fn secret_tool_lookup(service: &str, account: &str) -> Option<String> {
+    let o = Command::new("secret-tool")
+        .args(["lookup", "service", service, "username", account])
+        .output()
+        .expect("secret-tool (apt-get install libsecret-tools)");
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// `secret-tool search` output for an item (label, attributes, created/modified).
+pub fn secret_tool_search(service: &str, account: &str) -> String {
+    let o = Command::new("secret-tool")
+        .args(["search", "--all", "service", service, "username", account])
+        .output()
+        .expect("secret-tool");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Asserts that no file under `dir` contains any of `needles` (secret values).
+pub fn assert_no_bytes_under(dir: &Path, needles: &[&str]) {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        for n in needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n.as_bytes()),
+                "secret {n:?} found in {}",
+                f.display()
+            );
+        }
+    }
+}
