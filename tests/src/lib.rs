@@ -136,12 +136,13 @@ impl Keyport {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn keyport");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
+        // keyport may exit (e.g. on a bad argument) before reading its input
+        match child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                panic!("writing keyport's stdin: {e}")
+            }
+            _ => {}
+        }
         Run::from(child.wait_with_output().expect("wait keyport"))
     }
 
