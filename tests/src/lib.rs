@@ -5,6 +5,8 @@
 //! Each test uses profile names with a random suffix, so tests running in parallel in one
 //! keyring (and leftovers of a failed run) never collide.
 
+pub mod fakes;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
+use keyport_core::engine::LoginOptions;
 use keyport_core::keyport::Keyport;
 use keyport_core::preset;
 use keyport_core::store::SecretBundle;
@@ -42,14 +43,38 @@ enum Command {
     #[command(subcommand)]
     Secret(SecretCmd),
     /// Print the header line(s) to send, one per line.
-    Header { name: String },
+    Header {
+        name: String,
+        /// The token must stay valid this many more seconds (else it is renewed).
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        min_valid: i64,
+    },
     /// Print the credential value of the main header.
     Token {
         name: String,
-        /// Print an object with profile, scheme, headers and expires_at.
+        /// Print an object with profile, scheme, headers, expires_at, refreshable (and
+        /// widget_url for Airbyte widget tokens).
         #[arg(long)]
         json: bool,
+        /// The token must stay valid this many more seconds (else it is renewed).
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        min_valid: i64,
     },
+    /// Log in interactively (OAuth2 in the browser, or the device flow) and store the token.
+    Login {
+        name: String,
+        /// Log in again even when the session is still valid.
+        #[arg(long)]
+        force: bool,
+        /// Don't open a browser; print the URL only.
+        #[arg(long)]
+        no_browser: bool,
+        /// Give up after this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Forget a profile's token (revoking it at the identity provider when possible).
+    Logout { name: String },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +125,9 @@ fn parse_assignment(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Exit code when only an interactive login can help.
+const EXIT_LOGIN_REQUIRED: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse(); // usage errors exit 2
     match run(cli) {
@@ -108,14 +136,60 @@ fn main() -> ExitCode {
             // One line: the core's messages already say what to do.
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("keyport: {msg}");
-            ExitCode::from(1)
+            match e.downcast_ref::<keyport_core::Error>() {
+                Some(keyport_core::Error::LoginRequired { .. }) => {
+                    ExitCode::from(EXIT_LOGIN_REQUIRED)
+                }
+                _ => ExitCode::from(1),
+            }
         }
     }
+}
+
+/// Token calls are async; one short-lived single-threaded runtime per command is plenty.
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f))
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Presets { json } => presets(json),
+        Command::Login {
+            name,
+            force,
+            no_browser,
+            timeout,
+        } => {
+            let kp = Keyport::open()?;
+            let opts = LoginOptions {
+                force,
+                no_browser,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            let cred = block_on(kp.login(&name, &opts))??;
+            let until = cred
+                .expires_at
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .map(|t| format!(", token valid until {t}"))
+                .unwrap_or_default();
+            eprintln!("logged in '{name}'{until}");
+            Ok(())
+        }
+        Command::Logout { name } => {
+            let kp = Keyport::open()?;
+            let note = block_on(kp.logout(&name))??;
+            eprintln!(
+                "forgot the token of '{name}'{}",
+                note.map(|n| format!(" ({n})")).unwrap_or_default()
+            );
+            Ok(())
+        }
         Command::Profile(cmd) => profile(cmd),
         Command::Secret(SecretCmd::Set { name, field }) => {
             let kp = Keyport::open()?;
@@ -130,16 +204,22 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Header { name } => {
-            let cred = Keyport::open()?.credential(&name)?;
+        Command::Header { name, min_valid } => {
+            let kp = Keyport::open()?;
+            let cred = block_on(kp.credential_valid_for(&name, min_valid))??;
             let mut out = std::io::stdout().lock();
             for (h, v) in &cred.headers {
                 writeln!(out, "{h}: {}", v.expose())?;
             }
             Ok(())
         }
-        Command::Token { name, json } => {
-            let cred = Keyport::open()?.credential(&name)?;
+        Command::Token {
+            name,
+            json,
+            min_valid,
+        } => {
+            let kp = Keyport::open()?;
+            let cred = block_on(kp.credential_valid_for(&name, min_valid))??;
             if json {
                 let headers: serde_json::Map<String, serde_json::Value> = cred
                     .headers
@@ -150,12 +230,17 @@ fn run(cli: Cli) -> Result<()> {
                     .expires_at
                     .map(|t| t.format(&time::format_description::well_known::Rfc3339))
                     .transpose()?;
-                print_json(&serde_json::json!({
+                let mut out = serde_json::json!({
                     "profile": name,
                     "scheme": cred.scheme,
                     "headers": headers,
                     "expires_at": expires_at,
-                }))
+                    "refreshable": cred.refreshable,
+                });
+                if let Some(w) = &cred.widget_url {
+                    out["widget_url"] = w.as_str().into();
+                }
+                print_json(&out)
             } else {
                 println!("{}", token_value(cred.scheme, cred.main_value()));
                 Ok(())
@@ -165,13 +250,14 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// `keyport token`: the credential without its scheme word for basic and bearer (the base64
-/// value, the token); the whole rendered value for api-key.
+/// value, the token) and for token engines (the token); the whole rendered value for api-key.
 fn token_value<'a>(scheme: &str, value: &'a Secret) -> &'a str {
     let v = value.expose();
     match scheme {
         "basic" => v.strip_prefix("Basic ").unwrap_or(v),
-        "bearer" => v.strip_prefix("Bearer ").unwrap_or(v),
-        _ => v,
+        "api-key" => v,
+        // bearer and every token engine
+        _ => v.strip_prefix("Bearer ").unwrap_or(v),
     }
 }
 

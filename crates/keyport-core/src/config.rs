@@ -234,9 +234,20 @@ fn parse(path: &Path, text: &str) -> Result<Config> {
         if let Err(e) = checked {
             return Err(config_error(location, e.to_string()));
         }
-        profiles.insert(name, prof);
+        profiles.insert(name, (line, prof));
     }
-    Ok(Config { profiles })
+    for (name, (line, prof)) in &profiles {
+        let preset = preset::get(&prof.preset).expect("checked above");
+        let all: BTreeMap<String, Profile> = profiles
+            .iter()
+            .map(|(n, (_, p))| (n.clone(), p.clone()))
+            .collect();
+        profile::check_parent(name, prof, preset, &all)
+            .map_err(|e| config_error(format!("line {line}, profile '{name}': "), e.to_string()))?;
+    }
+    Ok(Config {
+        profiles: profiles.into_iter().map(|(n, (_, p))| (n, p)).collect(),
+    })
 }
 
 /// "line N, field F: " for a byte span of `text`.

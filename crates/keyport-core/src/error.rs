@@ -76,6 +76,25 @@ pub enum Error {
 
     #[error(transparent)]
     Keychain(#[from] KeychainError),
+
+    /// A token endpoint (or discovery, or revocation) failed; `message` says how, in the
+    /// vendor's words where it gave any, and what to do.
+    #[error("{what} {url} {message}")]
+    Endpoint {
+        what: &'static str,
+        url: String,
+        message: String,
+    },
+
+    /// Only a person can help: the CLI exits 3.
+    #[error(
+        "profile '{profile}' needs an interactive login ({reason}): run: keyport login {profile}"
+    )]
+    LoginRequired { profile: String, reason: String },
+
+    /// An interactive login did not complete.
+    #[error("login for '{profile}' failed: {message}")]
+    Login { profile: String, message: String },
 }
 
 impl Error {

@@ -53,6 +53,10 @@ impl Keyport {
         ))
     }
 
+    pub(crate) fn store(&self) -> &dyn SecretStore {
+        self.store.as_ref()
+    }
+
     pub fn config_store(&self) -> &ConfigStore {
         &self.config
     }
@@ -77,9 +81,11 @@ impl Keyport {
             prof.apply_setting(preset, k, v)?;
         }
         prof.validate(preset, secret_fields)?;
-        if self.config.load()?.profiles.contains_key(name) {
+        let cfg = self.config.load()?;
+        if cfg.profiles.contains_key(name) {
             return Err(Error::ProfileExists(name.to_string()));
         }
+        profile::check_parent(name, &prof, preset, &cfg.profiles)?;
         Ok(prof)
     }
 
@@ -131,6 +137,12 @@ impl Keyport {
     pub fn remove(&self, name: &str) -> Result<()> {
         self.config.update(|cfg| {
             cfg.get(name)?;
+            if let Some((child, _)) = cfg.profiles.iter().find(|(_, p)| p.settings.get("parent").map(String::as_str) == Some(name)) {
+                return Err(Error::invalid(
+                    "parent",
+                    format!("profile '{name}' is the parent of '{child}': remove or re-parent '{child}' first"),
+                ));
+            }
             self.store.delete(&ItemKey::secrets(name))?;
             self.store.delete(&ItemKey::token(name))?;
             cfg.profiles.remove(name);
@@ -149,7 +161,12 @@ impl Keyport {
             let mut changed = prof.clone();
             changed.apply_setting(preset, field, value)?;
             changed.validate(preset, &changed.secrets)?;
-            *prof = changed;
+            let mut all = cfg.profiles.clone();
+            all.insert(name.to_string(), changed.clone());
+            profile::check_parent(name, &changed, preset, &all)?;
+            cfg.profiles.insert(name.to_string(), changed);
+            // A token obtained with the old settings may be for another workspace, user...
+            self.store.delete(&ItemKey::token(name))?;
             Ok(())
         })
     }
@@ -187,6 +204,10 @@ impl Keyport {
             bundle.insert(field, value);
             let wrote = bundle.save(self.store.as_ref(), name)?;
             prof.secrets = bundle.fields().map(str::to_string).collect();
+            if wrote {
+                // New credentials: the cached token belongs to the old ones.
+                self.store.delete(&ItemKey::token(name))?;
+            }
             Ok(wrote)
         })
     }

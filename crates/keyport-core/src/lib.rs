@@ -5,12 +5,16 @@
 //! - [`config`]: the profile file (TOML, no secrets, atomic updates).
 //! - [`store`]: the OS keychain behind the [`store::SecretStore`] port.
 //! - [`scheme`]: static auth schemes turning a profile into headers.
+//! - [`token`], [`http`], [`engine`]: token state in the keychain, token calls, and the
+//!   engines (login endpoints, token exchange, OAuth2) that keep a credential valid.
 //! - [`keyport`]: the use cases the CLI and the app share.
 //!
 //! Not here: argument parsing and prompts (keyport-cli), windows and tray (src-tauri).
 
 pub mod config;
+pub mod engine;
 pub mod error;
+pub mod http;
 pub mod keyport;
 pub mod preset;
 pub mod profile;
@@ -18,6 +22,7 @@ pub mod scheme;
 pub mod secret;
 pub mod store;
 pub mod template;
+pub mod token;
 
 pub use error::{Error, Result};
 pub use keyport::{Keyport, ProfileView};

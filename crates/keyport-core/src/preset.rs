@@ -64,6 +64,111 @@ pub enum SchemeSpec {
         #[serde(default)]
         expires_at_field: Option<String>,
     },
+    /// A token fetched from an HTTP endpoint: a login endpoint, or a token exchange
+    /// authenticated with a parent profile's token. Sent as `Authorization: Bearer`.
+    Login(LoginSpec),
+    /// OAuth2 (RFC 6749) through the oauth2 crate. Sent as `Authorization: Bearer`.
+    Oauth2(OAuthSpec),
+}
+
+/// How a login endpoint authenticates the token request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAuth {
+    #[default]
+    None,
+    /// HTTP Basic from two templates (`username`, `password`).
+    Basic,
+    /// `Authorization: Bearer <the parent profile's token>` (token exchange).
+    Parent,
+}
+
+/// Where a login request's JSON body comes from.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum BodySource {
+    /// A JSON template kept in one of the profile's fields (generic preset).
+    Field { field: String },
+    /// A JSON object fixed by the preset. String leaves are templates; a leaf that is
+    /// exactly `{field}` takes the field's type (integer, list, bool) and is left out when
+    /// the field has no value.
+    Value(serde_json::Value),
+}
+
+/// How to read the token out of the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenDecode {
+    #[default]
+    Plain,
+    /// The token is base64 of a JSON object `{token, widgetUrl}` (Airbyte widget token).
+    Base64Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginSpec {
+    /// URL template (fixed, or taken from a field); `{parent.FIELD}` reads the parent
+    /// profile's settings.
+    pub url: TextSource,
+    #[serde(default = "default_method")]
+    pub method: String,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// Basic auth templates when `client_auth = "basic"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodySource>,
+    /// JSON pointer to the token in the response, e.g. `/token`. A field name
+    /// (`{field}`) may hold it instead (generic preset).
+    pub token_pointer: String,
+    /// JSON pointer to `expires_in` (seconds), when the response has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_pointer: Option<String>,
+    /// A field holding the token lifetime in seconds, used when the response says nothing
+    /// and the token is not a JWT with `exp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_field: Option<String>,
+    /// The lifetime is renewed on each use (Improvado).
+    #[serde(default)]
+    pub sliding: bool,
+    #[serde(default)]
+    pub decode: TokenDecode,
+    /// Presets a `parent` may have (token exchange).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parent_presets: Vec<String>,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Grant {
+    ClientCredentials,
+    AuthorizationCode,
+    DeviceCode,
+}
+
+/// OAuth2 profiles use fields by convention: `issuer` (OIDC discovery) or
+/// `authorize_url`/`token_url`/`device_url`, `revocation_url`, `client_id`,
+/// [`client_secret`], `scopes`, `audience`, `resource`, `client_auth` (basic|post),
+/// `redirect_port`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthSpec {
+    pub grant: Grant,
+    /// Keep the token in the keychain. 4insight's ClientSession never persists its token.
+    #[serde(default = "yes")]
+    pub persist: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl SchemeSpec {
@@ -72,7 +177,19 @@ impl SchemeSpec {
             SchemeSpec::Basic { .. } => "basic",
             SchemeSpec::ApiKey { .. } => "api-key",
             SchemeSpec::Bearer { .. } => "bearer",
+            SchemeSpec::Login(l) if l.client_auth == ClientAuth::Parent => "token-exchange",
+            SchemeSpec::Login(_) => "login-endpoint",
+            SchemeSpec::Oauth2(o) => match o.grant {
+                Grant::ClientCredentials => "oauth2-client-credentials",
+                Grant::AuthorizationCode => "oauth2-auth-code",
+                Grant::DeviceCode => "oauth2-device",
+            },
         }
+    }
+
+    /// Does this scheme fetch tokens (as opposed to rendering static headers)?
+    pub fn is_token_engine(&self) -> bool {
+        matches!(self, SchemeSpec::Login(_) | SchemeSpec::Oauth2(_))
     }
 }
 
@@ -89,6 +206,20 @@ pub enum FieldKind {
     HeaderName,
     /// A header value template with `{field}` placeholders.
     Template,
+    /// A JSON body template (generic login endpoint).
+    JsonTemplate,
+    /// A whole number (sent as a JSON number).
+    Integer,
+    /// `true` or `false`.
+    Bool,
+    /// Comma-separated values (sent as a JSON array of strings).
+    List,
+    /// A UUID, or one of the field's `aliases`.
+    Uuid,
+    /// A web origin: scheme://host[:port], no path, no trailing slash, no wildcard.
+    Origin,
+    /// The name of another profile (token exchange parent).
+    Profile,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -104,6 +235,12 @@ pub struct FieldSpec {
     pub secret: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
+    /// The only values allowed (besides aliases), when set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+    /// Friendly names for values, e.g. region `us` -> its UUID.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub aliases: std::collections::BTreeMap<String, String>,
     pub help: String,
 }
 
@@ -164,6 +301,51 @@ const SOURCES: &[(&str, &str)] = &[
     ("basic", include_str!("../presets/basic.toml")),
     ("api-key", include_str!("../presets/api-key.toml")),
     ("bearer", include_str!("../presets/bearer.toml")),
+    ("improvado", include_str!("../presets/improvado.toml")),
+    (
+        "patchworks-login",
+        include_str!("../presets/patchworks-login.toml"),
+    ),
+    (
+        "4insight-user",
+        include_str!("../presets/4insight-user.toml"),
+    ),
+    (
+        "4insight-service",
+        include_str!("../presets/4insight-service.toml"),
+    ),
+    (
+        "airbyte-operator",
+        include_str!("../presets/airbyte-operator.toml"),
+    ),
+    (
+        "airbyte-scoped",
+        include_str!("../presets/airbyte-scoped.toml"),
+    ),
+    (
+        "airbyte-widget",
+        include_str!("../presets/airbyte-widget.toml"),
+    ),
+    (
+        "login-endpoint",
+        include_str!("../presets/login-endpoint.toml"),
+    ),
+    (
+        "token-exchange",
+        include_str!("../presets/token-exchange.toml"),
+    ),
+    (
+        "oauth2-client-credentials",
+        include_str!("../presets/oauth2-client-credentials.toml"),
+    ),
+    (
+        "oauth2-auth-code",
+        include_str!("../presets/oauth2-auth-code.toml"),
+    ),
+    (
+        "oauth2-device",
+        include_str!("../presets/oauth2-device.toml"),
+    ),
 ];
 
 /// All built-in presets, in a stable order (service presets first, then generic ones).
@@ -207,13 +389,12 @@ mod tests {
                     preset.name
                 );
                 match f.kind {
-                    FieldKind::Template => {
-                        let default = f
-                            .default
-                            .as_deref()
-                            .expect("template fields have a default");
-                        placeholders(default, "preset").unwrap()
-                    }
+                    // A template the user writes is checked when it is set.
+                    FieldKind::Template => f
+                        .default
+                        .as_deref()
+                        .map(|d| placeholders(d, "preset").unwrap())
+                        .unwrap_or_default(),
                     _ => Vec::new(),
                 }
             }
@@ -245,8 +426,44 @@ mod tests {
                     refs.extend(template_refs(p, token));
                     refs.extend(expires_at_field.iter().cloned());
                 }
+                SchemeSpec::Login(l) => {
+                    refs.extend(template_refs(p, &l.url));
+                    for t in [Some(&l.method), l.username.as_ref(), l.password.as_ref()]
+                        .into_iter()
+                        .flatten()
+                        .chain([&l.token_pointer])
+                        .chain(l.expires_in_pointer.as_ref())
+                    {
+                        refs.extend(placeholders(t, "preset").unwrap());
+                    }
+                    refs.extend(l.lifetime_field.iter().cloned());
+                    match &l.body {
+                        Some(BodySource::Field { field }) => refs.push(field.clone()),
+                        Some(BodySource::Value(v)) => {
+                            for leaf in v.as_object().expect("body is an object").values() {
+                                refs.extend(
+                                    placeholders(leaf.as_str().expect("string leaves"), "preset")
+                                        .unwrap(),
+                                );
+                            }
+                        }
+                        None => {}
+                    }
+                    if l.client_auth == ClientAuth::Parent {
+                        assert!(
+                            p.field("parent")
+                                .is_some_and(|f| f.kind == FieldKind::Profile),
+                            "{}",
+                            p.name
+                        );
+                    }
+                }
+                SchemeSpec::Oauth2(_) => {
+                    assert!(p.field("client_id").is_some(), "{}", p.name);
+                }
             }
-            for r in refs {
+            for r in refs.into_iter().filter(|r| !r.starts_with("parent.")) {
+                // (fields of the parent profile can't be checked here)
                 assert!(p.field(&r).is_some(), "{}: unknown field {r}", p.name);
             }
             if p.service != "generic" {

@@ -13,12 +13,13 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::preset::{FieldKind, Preset, SchemeSpec, TextSource};
+use crate::preset::{FieldKind, FieldSpec, Grant, Preset, SchemeSpec, TextSource};
 use crate::template;
 
 /// Setting names every profile accepts besides its preset's fields.
 pub const ALLOW_INSECURE_HTTP: &str = "allow_insecure_http";
 pub const EXTRA_HEADERS_PREFIX: &str = "extra_headers.";
+pub const CA_FILE: &str = "ca_file";
 
 /// Checks a profile name: `[a-z0-9][a-z0-9_-]{0,63}`.
 pub fn check_name(name: &str) -> Result<()> {
@@ -50,6 +51,9 @@ pub struct Profile {
     /// Non-secret field values.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// Extra CA certificates (PEM) to trust for this profile's token calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
     /// Fixed headers sent with the auth header(s).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra_headers: BTreeMap<String, String>,
@@ -70,6 +74,7 @@ impl Profile {
                 .filter(|f| !f.secret)
                 .filter_map(|f| f.default.clone().map(|d| (f.name.clone(), d)))
                 .collect(),
+            ca_file: None,
             extra_headers: BTreeMap::new(),
             secrets: BTreeSet::new(),
         }
@@ -84,6 +89,10 @@ impl Profile {
                 "false" | "" => false,
                 _ => return Err(Error::invalid(field, "use true or false")),
             };
+            return Ok(());
+        }
+        if field == CA_FILE {
+            self.ca_file = (!value.is_empty()).then(|| value.to_string());
             return Ok(());
         }
         if let Some(header) = field.strip_prefix(EXTRA_HEADERS_PREFIX) {
@@ -101,7 +110,7 @@ impl Profile {
                 preset: preset.name.clone(),
                 field: field.to_string(),
                 known: format!(
-                    "{}, {ALLOW_INSECURE_HTTP}, {EXTRA_HEADERS_PREFIX}NAME",
+                    "{}, {ALLOW_INSECURE_HTTP}, {CA_FILE}, {EXTRA_HEADERS_PREFIX}NAME",
                     preset.field_names()
                 ),
             }),
@@ -132,7 +141,7 @@ impl Profile {
                         field: field.clone(),
                         known: preset.field_names(),
                     })?;
-            self.check_value(preset, field, spec.kind, value)?;
+            self.check_value(preset, spec, value)?;
         }
         for field in secrets_given {
             if !preset.field(field).is_some_and(|f| f.secret) {
@@ -173,6 +182,24 @@ impl Profile {
                 }
             }
         }
+        if let SchemeSpec::Oauth2(o) = &preset.auth.scheme {
+            let endpoints: &[&str] = match o.grant {
+                Grant::ClientCredentials => &["token_url"],
+                Grant::AuthorizationCode => &["authorize_url", "token_url"],
+                Grant::DeviceCode => &["device_url", "token_url"],
+            };
+            let has_issuer = preset.field("issuer").is_some() && has("issuer");
+            if !has_issuer {
+                if let Some(e) = endpoints.iter().find(|e| !has(e)) {
+                    let why = if preset.field("issuer").is_some() {
+                        "set issuer (endpoints are discovered) or the endpoints themselves; "
+                    } else {
+                        ""
+                    };
+                    return Err(missing(e, why));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -186,24 +213,52 @@ impl Profile {
             SchemeSpec::Basic { username, password } => vec![resolve(username), resolve(password)],
             SchemeSpec::ApiKey { header, value } => vec![resolve(header), resolve(value)],
             SchemeSpec::Bearer { token, .. } => vec![resolve(token)],
+            // Token engines declare what they need as required fields.
+            SchemeSpec::Login(_) | SchemeSpec::Oauth2(_) => Vec::new(),
         }
     }
 
-    fn check_value(
-        &self,
-        preset: &Preset,
-        field: &str,
-        kind: FieldKind,
-        value: &str,
-    ) -> Result<()> {
+    fn check_value(&self, preset: &Preset, spec: &FieldSpec, value: &str) -> Result<()> {
+        let field = spec.name.as_str();
         check_text(field, value)?;
-        match kind {
-            FieldKind::Text => Ok(()),
+        if !spec.choices.is_empty() && !spec.choices.iter().any(|c| c == value) {
+            return Err(Error::invalid(
+                field,
+                format!("'{value}' is not one of: {}", spec.choices.join(", ")),
+            ));
+        }
+        match spec.kind {
+            FieldKind::Text | FieldKind::Profile => Ok(()),
+            FieldKind::Integer => value
+                .parse::<i64>()
+                .map(drop)
+                .map_err(|_| Error::invalid(field, format!("'{value}' is not a whole number"))),
+            FieldKind::Bool => match value {
+                "true" | "false" => Ok(()),
+                _ => Err(Error::invalid(field, "use true or false")),
+            },
+            FieldKind::List => Ok(()),
+            FieldKind::Uuid => {
+                if spec.aliases.contains_key(value) || is_uuid(value) {
+                    Ok(())
+                } else {
+                    let names: Vec<&str> = spec.aliases.keys().map(String::as_str).collect();
+                    Err(Error::invalid(
+                        field,
+                        format!("'{value}' is not a UUID or one of: {}", names.join(", ")),
+                    ))
+                }
+            }
+            FieldKind::Origin => check_origin(field, value),
+            FieldKind::JsonTemplate => check_json_template(field, value),
             FieldKind::Url => check_url(field, value, self.allow_insecure_http),
             FieldKind::Datetime => parse_datetime(field, value).map(drop),
             FieldKind::HeaderName => check_header_name(field, value),
             FieldKind::Template => {
                 for p in template::placeholders(value, field)? {
+                    if p.starts_with("parent.") && preset.field("parent").is_some() {
+                        continue; // checked when the call is made, against the parent
+                    }
                     match preset.field(&p) {
                         Some(f) if f.kind != FieldKind::Template => {}
                         _ => {
@@ -222,6 +277,121 @@ impl Profile {
             }
         }
     }
+}
+
+/// The longest parent chain Keyport follows (a guard against cycles written by hand).
+pub const MAX_CHAIN: usize = 16;
+
+/// Checks a profile's `parent` against the other profiles: it exists, has an allowed preset,
+/// and the chain has no cycle.
+pub fn check_parent(
+    name: &str,
+    prof: &Profile,
+    preset: &Preset,
+    all: &BTreeMap<String, Profile>,
+) -> Result<()> {
+    let Some(parent) = prof.settings.get("parent") else {
+        return Ok(());
+    };
+    let allowed = match &preset.auth.scheme {
+        SchemeSpec::Login(l) => l.parent_presets.as_slice(),
+        _ => &[],
+    };
+    let p = all.get(parent).ok_or_else(|| {
+        Error::invalid(
+            "parent",
+            format!("there is no profile '{parent}': add it first (see `keyport profile list`)"),
+        )
+    })?;
+    if !allowed.is_empty() && !allowed.contains(&p.preset) {
+        return Err(Error::invalid(
+            "parent",
+            format!(
+                "profile '{parent}' uses preset '{}', but this needs one of: {}",
+                p.preset,
+                allowed.join(", ")
+            ),
+        ));
+    }
+    let mut seen = vec![name.to_string()];
+    let mut cur = parent.clone();
+    loop {
+        if seen.contains(&cur) {
+            return Err(Error::invalid(
+                "parent",
+                format!("the parent chain loops: {} -> {cur}", seen.join(" -> ")),
+            ));
+        }
+        if seen.len() > MAX_CHAIN {
+            return Err(Error::invalid(
+                "parent",
+                format!("the parent chain is longer than {MAX_CHAIN}"),
+            ));
+        }
+        seen.push(cur.clone());
+        match all.get(&cur).and_then(|p| p.settings.get("parent")) {
+            Some(next) => cur = next.clone(),
+            None => return Ok(()),
+        }
+    }
+}
+
+fn is_uuid(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Airbyte's `allowed_origin` rules (seed 004): a protocol is required, no trailing slash,
+/// no wildcard, a port is allowed. Checked before any call.
+fn check_origin(field: &str, value: &str) -> Result<()> {
+    if value.contains('*') {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "'{value}': wildcards are not allowed; name one origin, e.g. https://yourapp.com"
+            ),
+        ));
+    }
+    if !value.contains("://") {
+        return Err(Error::invalid(
+            field,
+            format!("'{value}' has no protocol: write it like https://yourapp.com"),
+        ));
+    }
+    if value.ends_with('/') {
+        return Err(Error::invalid(
+            field,
+            format!("'{value}': remove the trailing slash"),
+        ));
+    }
+    let url = url::Url::parse(value)
+        .map_err(|e| Error::invalid(field, format!("'{value}' is not an origin ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host().is_none()
+        || url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(Error::invalid(
+            field,
+            format!("'{value}' is not an origin: use scheme://host[:port] with no path"),
+        ));
+    }
+    Ok(())
+}
+
+/// A JSON body template: valid JSON once placeholders are put in string values.
+fn check_json_template(field: &str, value: &str) -> Result<()> {
+    let v: serde_json::Value = serde_json::from_str(value)
+        .map_err(|e| Error::invalid(field, format!("not valid JSON ({e}); placeholders go inside strings, e.g. {{\"user\": \"{{username}}\"}}")))?;
+    if !v.is_object() {
+        return Err(Error::invalid(field, "must be a JSON object"));
+    }
+    Ok(())
 }
 
 /// Values end up in HTTP headers: no line breaks or other control characters.
@@ -377,6 +547,70 @@ mod tests {
             prof.validate(p, &given(&[])).is_err(),
             "template fields can't nest"
         );
+    }
+
+    #[test]
+    fn airbyte_origin_rules_from_the_seed() {
+        for ok in [
+            "https://yourapp.com",
+            "https://yourapp.com:443",
+            "http://localhost:3000",
+        ] {
+            check_origin("allowed_origin", ok).unwrap();
+        }
+        for (bad, why) in [
+            ("https://yourapp.com/", "trailing slash"),
+            ("yourapp.com", "no protocol"),
+            ("*.yourapp.com", "wildcards"),
+            ("https://yourapp.com/path", "not an origin"),
+        ] {
+            let e = check_origin("allowed_origin", bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn kinds_choices_and_aliases() {
+        let p = preset::get("airbyte-widget").unwrap();
+        let mut prof = Profile::new(p);
+        for (k, v) in [
+            ("parent", "op"),
+            ("workspace_name", "w"),
+            ("allowed_origin", "https://a.example"),
+        ] {
+            prof.apply_setting(p, k, v).unwrap();
+        }
+        prof.validate(p, &given(&[])).unwrap();
+        for (k, v) in [
+            ("region", "eu"),
+            ("region", "645a183f-b12b-4c6e-8ad3-99e165603450"),
+            ("source_tags_mode", "all"),
+        ] {
+            let mut x = prof.clone();
+            x.apply_setting(p, k, v).unwrap();
+            x.validate(p, &given(&[])).unwrap();
+        }
+        for (k, v) in [
+            ("region", "mars"),
+            ("source_tags_mode", "some"),
+            ("token_lifetime", "soon"),
+        ] {
+            let mut x = prof.clone();
+            x.apply_setting(p, k, v).unwrap();
+            assert!(x.validate(p, &given(&[])).is_err(), "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn oauth_needs_an_issuer_or_endpoints() {
+        let p = preset::get("oauth2-auth-code").unwrap();
+        let mut prof = Profile::new(p);
+        prof.apply_setting(p, "client_id", "c").unwrap();
+        let e = prof.validate(p, &given(&[])).unwrap_err().to_string();
+        assert!(e.contains("set issuer"), "{e}");
+        prof.apply_setting(p, "issuer", "https://id.example")
+            .unwrap();
+        prof.validate(p, &given(&[])).unwrap();
     }
 
     #[test]

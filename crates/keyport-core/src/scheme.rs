@@ -21,6 +21,10 @@ pub struct Credential {
     pub scheme: &'static str,
     pub headers: Vec<(String, Secret)>,
     pub expires_at: Option<OffsetDateTime>,
+    /// Can Keyport renew it without a person (re-fetch, refresh token)?
+    pub refreshable: bool,
+    /// Airbyte widget tokens: the widget URL.
+    pub widget_url: Option<String>,
 }
 
 impl Credential {
@@ -122,6 +126,15 @@ pub fn render(
     };
     let mut expires_at = None;
     let main = match &preset.auth.scheme {
+        SchemeSpec::Login(_) | SchemeSpec::Oauth2(_) => {
+            return Err(Error::invalid(
+                "scheme",
+                format!(
+                    "preset '{}' fetches tokens: use credential_valid_for",
+                    preset.name
+                ),
+            ))
+        }
         SchemeSpec::Basic { username, password } => {
             let user = v.source(username, "username")?;
             let pass = v.source(password, "password")?;
@@ -181,6 +194,8 @@ pub fn render(
         scheme: preset.scheme_name(),
         headers,
         expires_at,
+        refreshable: false,
+        widget_url: None,
     })
 }
 

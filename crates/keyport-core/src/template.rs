@@ -29,11 +29,11 @@ fn parse<'a>(template: &'a str, what: &str) -> Result<Vec<Piece<'a>>> {
             if name.is_empty()
                 || !name
                     .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
             {
                 return Err(Error::invalid(
                     what,
-                    format!("'{{{name}}}' is not a placeholder: use {{field_name}} with a-z, 0-9 and '_'"),
+                    format!("'{{{name}}}' is not a placeholder: use {{field_name}} with a-z, 0-9 and '_' (or {{parent.field_name}})"),
                 ));
             }
             pieces.push(Piece::Field(name));

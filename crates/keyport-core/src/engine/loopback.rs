@@ -1,0 +1,194 @@
+//! The loopback redirect receiver for browser logins (RFC 8252 section 7.3).
+//!
+//! The kubelogin / oauth2cli recipe: bind `127.0.0.1` (a free port, or the fixed one the
+//! identity provider needs), report the real port, accept the callback **once**, check
+//! `state`, turn `error`/`error_description` into a typed failure, answer the browser with a
+//! friendly page either way, and race all of it against a timeout and Ctrl-C. Requests to
+//! other paths get a 404 and do not end the wait; a request whose Host is not this loopback
+//! address gets a 400 (DNS rebinding). Left out on purpose: HTTP beyond one GET per
+//! connection, TLS (loopback redirects are plain http by the RFC).
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Why a login did not produce a code.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CallbackError {
+    PortInUse(u16),
+    Bind(u16, String),
+    /// The identity provider sent `error` (e.g. access_denied).
+    Denied {
+        error: String,
+        description: Option<String>,
+    },
+    /// `state` did not match: possible cross-site request forgery.
+    WrongState,
+    NoCode,
+    Timeout(u64),
+    Interrupted,
+}
+
+impl std::fmt::Display for CallbackError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallbackError::PortInUse(p) => write!(f, "port {p} on 127.0.0.1 is already in use: close what uses it, or set redirect_port to a free port your identity provider allows"),
+            CallbackError::Bind(p, e) => write!(f, "cannot listen on 127.0.0.1:{p} ({e})"),
+            CallbackError::Denied { error, description } => match description {
+                Some(d) => write!(f, "the identity provider refused: {error} ({d})"),
+                None => write!(f, "the identity provider refused: {error}"),
+            },
+            CallbackError::WrongState => write!(f, "the login callback carried the wrong state (possibly a forged request): run keyport login again"),
+            CallbackError::NoCode => write!(f, "the login callback had no authorization code"),
+            CallbackError::Timeout(s) => write!(f, "no login callback within {s} s: run keyport login again (--timeout SECS gives more time)"),
+            CallbackError::Interrupted => write!(f, "interrupted"),
+        }
+    }
+}
+
+pub struct Receiver {
+    listener: TcpListener,
+    port: u16,
+}
+
+impl Receiver {
+    /// Binds `127.0.0.1:port` (0 = any free port).
+    pub async fn bind(port: u16) -> Result<Self, CallbackError> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                CallbackError::PortInUse(port)
+            } else {
+                CallbackError::Bind(port, e.to_string())
+            }
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| CallbackError::Bind(port, e.to_string()))?
+            .port();
+        Ok(Receiver { listener, port })
+    }
+
+    pub fn redirect_uri(&self) -> String {
+        format!("http://127.0.0.1:{}/callback", self.port)
+    }
+
+    /// Waits for the one callback; returns the authorization code.
+    pub async fn wait(self, state: &str, timeout: Duration) -> Result<String, CallbackError> {
+        let accept = async {
+            loop {
+                let Ok((stream, _)) = self.listener.accept().await else {
+                    continue;
+                };
+                if let Some(result) = handle(stream, self.port, state).await {
+                    return result;
+                }
+            }
+        };
+        tokio::select! {
+            r = accept => r,
+            _ = tokio::time::sleep(timeout) => Err(CallbackError::Timeout(timeout.as_secs())),
+            _ = tokio::signal::ctrl_c() => Err(CallbackError::Interrupted),
+        }
+    }
+}
+
+fn page(ok: bool, text: &str) -> String {
+    let (title, color) = if ok {
+        ("Logged in", "#1b7a3a")
+    } else {
+        ("Login failed", "#a61b1b")
+    };
+    let body = format!(
+        "<!doctype html><meta charset=utf-8><title>Keyport: {title}</title>\
+         <body style=\"font-family:system-ui,sans-serif;margin:4rem auto;max-width:32rem\">\
+         <h1 style=\"color:{color}\">{title}</h1><p>{}</p><p>You can close this tab.</p>",
+        html_escape(text)
+    );
+    let status = if ok { "200 OK" } else { "400 Bad Request" };
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Handles one connection. `None`: not the callback, keep waiting.
+async fn handle(
+    mut stream: TcpStream,
+    port: u16,
+    state: &str,
+) -> Option<Result<String, CallbackError>> {
+    let mut buf = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 2048];
+    let read = async {
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Some(())
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .ok()??;
+    let text = String::from_utf8_lossy(&buf);
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next()?;
+    let mut parts = request_line.split(' ');
+    let (method, target) = (parts.next()?, parts.next()?);
+    let host = lines
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let reply = |s: String| async move {
+        let _ = stream.write_all(s.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    };
+    if host != format!("127.0.0.1:{port}") && host != format!("localhost:{port}") {
+        reply("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into())
+            .await;
+        return None;
+    }
+    let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}{target}")).ok()?;
+    if method != "GET" || url.path() != "/callback" {
+        reply("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into())
+            .await;
+        return None;
+    }
+    let q = |k: &str| {
+        url.query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+    };
+    let result = if let Some(error) = q("error") {
+        Err(CallbackError::Denied {
+            error,
+            description: q("error_description"),
+        })
+    } else if q("state").as_deref() != Some(state) {
+        Err(CallbackError::WrongState)
+    } else if let Some(code) = q("code") {
+        Ok(code)
+    } else {
+        Err(CallbackError::NoCode)
+    };
+    let html = match &result {
+        Ok(_) => page(true, "Keyport received your login. Return to the terminal."),
+        Err(e) => page(false, &e.to_string()),
+    };
+    reply(html).await;
+    Some(result)
+}

@@ -1,0 +1,223 @@
+//! Token engines: getting a credential that is valid *now* for profiles whose token comes
+//! from a network call.
+//!
+//! [`Keyport::credential_valid_for`] is the one entry point for every scheme: static
+//! schemes render, login endpoints and token exchanges use the keychain cache or fetch
+//! (a parent's credential is made valid first, for chains of any depth), OAuth2 profiles use
+//! the cache, refresh, or say that a person must run `keyport login`. Stored token state
+//! changes only after a successful call, so a failing endpoint never damages it.
+//! Left out on purpose: background refresh, retries and cross-process single-flight (the
+//! agent's job), and caching of OIDC discovery documents.
+
+mod browser;
+mod login;
+mod loopback;
+mod oauth;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use time::OffsetDateTime;
+
+pub use oauth::LoginOptions;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::http::{self, HttpOptions};
+use crate::keyport::Keyport;
+use crate::preset::{self, ClientAuth, Preset, SchemeSpec};
+use crate::profile::{Profile, MAX_CHAIN};
+use crate::scheme::{self, Credential};
+use crate::secret::Secret;
+use crate::store::{SecretBundle, SecretStore};
+use crate::token::TokenState;
+
+/// Everything an engine call may read about one profile.
+pub(crate) struct Ctx<'a> {
+    pub name: &'a str,
+    pub profile: &'a Profile,
+    pub preset: &'static Preset,
+    pub secrets: SecretBundle,
+    pub parent: Option<&'a BTreeMap<String, String>>,
+    pub http: HttpOptions,
+    pub store: &'a dyn SecretStore,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(kp: &'a Keyport, cfg: &'a Config, name: &'a str) -> Result<Self> {
+        let profile = cfg.get(name)?;
+        let preset = preset::get(&profile.preset)?;
+        let parent = profile
+            .settings
+            .get("parent")
+            .map(|p| cfg.get(p).map(|p| &p.settings))
+            .transpose()?;
+        Ok(Ctx {
+            name,
+            profile,
+            preset,
+            secrets: SecretBundle::load(kp.store(), name)?,
+            parent,
+            http: HttpOptions {
+                allow_insecure_http: profile.allow_insecure_http,
+                ca_file: profile.ca_file.clone(),
+            },
+            store: kp.store(),
+        })
+    }
+
+    /// A field's value: settings (with aliases resolved), then secrets, then
+    /// `parent.FIELD` from the parent's settings.
+    pub fn lookup(&self, field: &str) -> Option<&str> {
+        if let Some(pf) = field.strip_prefix("parent.") {
+            return self.parent.and_then(|p| p.get(pf)).map(String::as_str);
+        }
+        if let Some(v) = self.profile.settings.get(field) {
+            let alias = self.preset.field(field).and_then(|f| f.aliases.get(v));
+            return Some(alias.map_or(v.as_str(), String::as_str));
+        }
+        self.secrets.get(field).map(Secret::expose)
+    }
+
+    pub fn missing(&self, field: &str) -> Error {
+        if self.preset.field(field).is_some_and(|f| f.secret) {
+            Error::SecretNotSet {
+                profile: self.name.to_string(),
+                field: field.to_string(),
+            }
+        } else {
+            Error::MissingField {
+                preset: self.preset.name.clone(),
+                field: field.to_string(),
+                hint: format!(
+                    "set it with `keyport profile set {} {field}=VALUE`",
+                    self.name
+                ),
+            }
+        }
+    }
+
+    /// Removes this profile's secret values from a message.
+    pub fn scrub(&self, msg: String) -> String {
+        http::scrub(
+            msg,
+            self.secrets
+                .fields()
+                .filter_map(|f| self.secrets.get(f))
+                .map(Secret::expose),
+        )
+    }
+
+    fn bearer(&self, t: &TokenState, refreshable: bool) -> Credential {
+        let mut headers = vec![(
+            "Authorization".to_string(),
+            Secret::new(format!("Bearer {}", t.access_token.expose())),
+        )];
+        for (h, v) in &self.profile.extra_headers {
+            headers.push((h.clone(), Secret::new(v.clone())));
+        }
+        Credential {
+            scheme: self.preset.scheme_name(),
+            headers,
+            expires_at: t.expires_at,
+            refreshable,
+            widget_url: t.widget_url.clone(),
+        }
+    }
+}
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+impl Keyport {
+    /// A credential for `name` that stays valid for at least `min_valid` seconds: from the
+    /// keychain cache when possible, else refreshed or fetched. [`Error::LoginRequired`]
+    /// when only an interactive login can help.
+    pub async fn credential_valid_for(&self, name: &str, min_valid: i64) -> Result<Credential> {
+        let cfg = self.load()?;
+        self.credential_in(&cfg, name, min_valid, 0).await
+    }
+
+    fn credential_in<'a>(
+        &'a self,
+        cfg: &'a Config,
+        name: &'a str,
+        min_valid: i64,
+        depth: usize,
+    ) -> BoxFut<'a, Credential> {
+        Box::pin(async move {
+            if depth > MAX_CHAIN {
+                return Err(Error::invalid(
+                    "parent",
+                    format!("the parent chain is longer than {MAX_CHAIN}"),
+                ));
+            }
+            let ctx = Ctx::new(self, cfg, name)?;
+            let now = OffsetDateTime::now_utc();
+            match &ctx.preset.auth.scheme {
+                SchemeSpec::Login(spec) => {
+                    if let Some(t) =
+                        TokenState::load(ctx.store, name)?.filter(|t| t.valid_for(now, min_valid))
+                    {
+                        return Ok(ctx.bearer(&t, true));
+                    }
+                    let parent = match spec.client_auth {
+                        ClientAuth::Parent => {
+                            let p = ctx.lookup("parent").ok_or_else(|| ctx.missing("parent"))?;
+                            Some(self.credential_in(cfg, p, min_valid, depth + 1).await?)
+                        }
+                        _ => None,
+                    };
+                    let t = login::fetch(&ctx, spec, parent.as_ref()).await?;
+                    t.save(ctx.store, name)?;
+                    Ok(ctx.bearer(&t, true))
+                }
+                SchemeSpec::Oauth2(spec) => {
+                    let t = oauth::ensure(&ctx, spec, min_valid).await?;
+                    let refreshable =
+                        spec.grant == preset::Grant::ClientCredentials || t.refresh_token.is_some();
+                    Ok(ctx.bearer(&t, refreshable))
+                }
+                _ => scheme::render(name, ctx.profile, ctx.preset, &ctx.secrets, now),
+            }
+        })
+    }
+
+    /// `keyport login NAME`: runs the profile's interactive OAuth flow and stores the
+    /// result. Without `force`, a still-valid session is kept.
+    pub async fn login(&self, name: &str, opts: &LoginOptions) -> Result<Credential> {
+        let cfg = self.load()?;
+        let ctx = Ctx::new(self, &cfg, name)?;
+        let SchemeSpec::Oauth2(spec) = &ctx.preset.auth.scheme else {
+            return Err(Error::Login {
+                profile: name.to_string(),
+                message: format!(
+                    "its preset '{}' has no interactive login: use keyport token {name}",
+                    ctx.preset.name
+                ),
+            });
+        };
+        if !opts.force {
+            if let Ok(t) = oauth::ensure(&ctx, spec, 30).await {
+                eprintln!("'{name}' is already logged in (use --force to log in again)");
+                return Ok(ctx.bearer(&t, t.refresh_token.is_some()));
+            }
+        }
+        let t = oauth::login(&ctx, spec, opts).await?;
+        Ok(ctx.bearer(&t, t.refresh_token.is_some()))
+    }
+
+    /// `keyport logout NAME`: forgets the token state, revoking it at the identity provider
+    /// when it has a revocation endpoint. Returns a note about revocation.
+    pub async fn logout(&self, name: &str) -> Result<Option<String>> {
+        let cfg = self.load()?;
+        let ctx = Ctx::new(self, &cfg, name)?;
+        match &ctx.preset.auth.scheme {
+            SchemeSpec::Oauth2(_) => oauth::logout(&ctx).await,
+            _ => {
+                TokenState::delete(ctx.store, name)?;
+                Ok(None)
+            }
+        }
+    }
+}

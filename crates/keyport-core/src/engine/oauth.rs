@@ -1,0 +1,498 @@
+//! OAuth2 through the `oauth2` crate: client credentials, authorization code + PKCE in the
+//! browser, the device authorization grant, refresh (with rotation), revocation, and OIDC
+//! discovery from `issuer`.
+//!
+//! Rules that protect the user's session: a rotated refresh token is saved to the keychain
+//! before the new access token is handed out (so a crash cannot lose the only valid
+//! refresh token); a refresh token the provider rejects (`invalid_grant`) is dropped and the
+//! profile needs `keyport login` again; nothing stored changes when a call fails for any
+//! other reason. Left out on purpose: ID token validation (Keyport uses access tokens only),
+//! dynamic client registration, and implicit / password grants.
+
+use std::time::Duration;
+
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    DeviceAuthorizationUrl, EndpointMaybeSet, EndpointNotSet, ErrorResponse, HttpClientError,
+    PkceCodeChallenge, RedirectUrl, RefreshToken, RequestTokenError, RevocationUrl, Scope,
+    StandardRevocableToken, TokenResponse, TokenUrl,
+};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::browser;
+use super::loopback::Receiver;
+use super::Ctx;
+use crate::error::{Error, Result};
+use crate::http::{self, describe_transport, vendor_detail};
+use crate::preset::{Grant, OAuthSpec};
+use crate::secret::Secret;
+use crate::token::{jwt_expiry, TokenState};
+
+type Client = BasicClient<
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// Options of an interactive login.
+#[derive(Debug, Clone)]
+pub struct LoginOptions {
+    /// Re-authenticate at the identity provider even with a valid session (the seed's
+    /// `auth_force`).
+    pub force: bool,
+    pub no_browser: bool,
+    pub timeout: Duration,
+}
+
+impl Default for LoginOptions {
+    fn default() -> Self {
+        LoginOptions {
+            force: false,
+            no_browser: false,
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Endpoints {
+    authorize: Option<String>,
+    token: Option<String>,
+    device: Option<String>,
+    revocation: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    device_authorization_endpoint: Option<String>,
+    revocation_endpoint: Option<String>,
+}
+
+async fn endpoints(ctx: &Ctx<'_>) -> Result<Endpoints> {
+    let get = |f: &str| ctx.profile.settings.get(f).cloned();
+    let mut e = Endpoints {
+        authorize: get("authorize_url"),
+        token: get("token_url"),
+        device: get("device_url"),
+        revocation: get("revocation_url"),
+    };
+    if let Some(issuer) = get("issuer") {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let fail = |message: String| Error::Endpoint {
+            what: "OpenID discovery",
+            url: url.clone(),
+            message,
+        };
+        let client = http::client(&ctx.http)?;
+        let resp = client
+            .get(http::check_endpoint("issuer", &url, &ctx.http)?)
+            .send()
+            .await
+            .map_err(|e| fail(describe_transport(&e)))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| fail(describe_transport(&e)))?;
+        if status != 200 {
+            return Err(fail(http::describe_status(status, &bytes)));
+        }
+        let d: Discovery = serde_json::from_slice(&bytes).map_err(|_| {
+            fail(format!(
+                "answered {status} with a body that is not an OpenID configuration: check issuer"
+            ))
+        })?;
+        if d.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
+            return Err(fail(format!(
+                "names issuer {} instead of {issuer}: check issuer",
+                d.issuer
+            )));
+        }
+        e.authorize = e.authorize.or(d.authorization_endpoint);
+        e.token = e.token.or(d.token_endpoint);
+        e.device = e.device.or(d.device_authorization_endpoint);
+        e.revocation = e.revocation.or(d.revocation_endpoint);
+    }
+    for (field, v) in [
+        ("authorize_url", &e.authorize),
+        ("token_url", &e.token),
+        ("device_url", &e.device),
+        ("revocation_url", &e.revocation),
+    ] {
+        if let Some(v) = v {
+            http::check_endpoint(field, v, &ctx.http)?;
+        }
+    }
+    Ok(e)
+}
+
+fn client(ctx: &Ctx<'_>, e: &Endpoints, redirect: Option<String>) -> Result<Client> {
+    let bad = |field: &'static str| {
+        move |err: oauth2::url::ParseError| Error::invalid(field, err.to_string())
+    };
+    let client_id = ctx
+        .lookup("client_id")
+        .ok_or_else(|| ctx.missing("client_id"))?;
+    let mut c = BasicClient::new(ClientId::new(client_id.to_string()))
+        .set_auth_uri_option(
+            e.authorize
+                .clone()
+                .map(AuthUrl::new)
+                .transpose()
+                .map_err(bad("authorize_url"))?,
+        )
+        .set_token_uri_option(
+            e.token
+                .clone()
+                .map(TokenUrl::new)
+                .transpose()
+                .map_err(bad("token_url"))?,
+        )
+        .set_device_authorization_url_option(
+            e.device
+                .clone()
+                .map(DeviceAuthorizationUrl::new)
+                .transpose()
+                .map_err(bad("device_url"))?,
+        )
+        .set_revocation_url_option(
+            e.revocation
+                .clone()
+                .map(RevocationUrl::new)
+                .transpose()
+                .map_err(bad("revocation_url"))?,
+        );
+    match ctx.secrets.get("client_secret") {
+        Some(s) => {
+            c = c.set_client_secret(ClientSecret::new(s.expose().to_string()));
+            if ctx.lookup("client_auth") == Some("post") {
+                c = c.set_auth_type(AuthType::RequestBody);
+            }
+        }
+        // A public client identifies itself with client_id in the body.
+        None => c = c.set_auth_type(AuthType::RequestBody),
+    }
+    if let Some(r) = redirect {
+        c = c.set_redirect_uri(RedirectUrl::new(r).map_err(bad("redirect_uri"))?);
+    }
+    Ok(c)
+}
+
+fn scopes(ctx: &Ctx<'_>) -> Vec<Scope> {
+    ctx.lookup("scopes")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|s| Scope::new(s.to_string()))
+        .collect()
+}
+
+/// One line for a failed token request.
+fn token_error<T: ErrorResponse + std::fmt::Display>(
+    ctx: &Ctx<'_>,
+    url: &Option<String>,
+    e: &RequestTokenError<HttpClientError<reqwest::Error>, T>,
+) -> Error {
+    let message = match e {
+        RequestTokenError::ServerResponse(r) => {
+            let text = serde_json::to_vec(r)
+                .ok()
+                .and_then(|b| vendor_detail(&b))
+                .unwrap_or_else(|| r.to_string());
+            format!("answered: {text}; check the profile's client_id, client_secret and scopes")
+        }
+        RequestTokenError::Request(HttpClientError::Reqwest(re)) => describe_transport(re),
+        RequestTokenError::Request(other) => format!("failed: {other}"),
+        RequestTokenError::Parse(_, body) => {
+            if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
+                "answered JSON that is not a token response (no access_token?): check token_url"
+                    .into()
+            } else {
+                "answered with a body that is not JSON: is the URL a token endpoint?".into()
+            }
+        }
+        RequestTokenError::Other(m) => m.clone(),
+    };
+    Error::Endpoint {
+        what: "token endpoint",
+        url: url.clone().unwrap_or_default(),
+        message: ctx.scrub(message),
+    }
+}
+
+fn is_invalid_grant<RE>(e: &RequestTokenError<RE, oauth2::basic::BasicErrorResponse>) -> bool
+where
+    RE: std::error::Error + 'static,
+{
+    matches!(e, RequestTokenError::ServerResponse(r) if *r.error() == BasicErrorResponseType::InvalidGrant)
+}
+
+fn state_from<R: TokenResponse>(
+    r: &R,
+    old_refresh: Option<&Secret>,
+    requested: &[Scope],
+) -> TokenState {
+    let now = OffsetDateTime::now_utc();
+    let access = r.access_token().secret().to_string();
+    let expires_at = r
+        .expires_in()
+        .map(|d| now + time::Duration::seconds(d.as_secs() as i64))
+        .or_else(|| jwt_expiry(&access));
+    TokenState {
+        access_token: Secret::new(access),
+        // A provider that does not rotate returns no new refresh token: keep the old one.
+        refresh_token: r
+            .refresh_token()
+            .map(|t| Secret::new(t.secret().to_string()))
+            .or_else(|| old_refresh.cloned()),
+        expires_at,
+        obtained_at: now,
+        scopes: r
+            .scopes()
+            .map(|s| s.iter().map(|x| x.to_string()).collect())
+            .unwrap_or_else(|| requested.iter().map(|x| x.to_string()).collect()),
+        sliding: false,
+        widget_url: None,
+    }
+}
+
+/// A token valid for `min_valid` seconds without a person: the cache, a refresh, or (for
+/// client credentials) a new token. Otherwise [`Error::LoginRequired`].
+pub(super) async fn ensure(ctx: &Ctx<'_>, spec: &OAuthSpec, min_valid: i64) -> Result<TokenState> {
+    let store = ctx.store;
+    let now = OffsetDateTime::now_utc();
+    let cached = if spec.persist {
+        TokenState::load(store, ctx.name)?
+    } else {
+        None
+    };
+    if let Some(t) = cached.as_ref().filter(|t| t.valid_for(now, min_valid)) {
+        return Ok(t.clone());
+    }
+    match spec.grant {
+        Grant::ClientCredentials => {
+            let e = endpoints(ctx).await?;
+            let c = client(ctx, &e, None)?;
+            let http = http::client(&ctx.http)?;
+            let scopes = scopes(ctx);
+            let mut req = c
+                .exchange_client_credentials()
+                .map_err(|err| Error::invalid("token_url", err.to_string()))?
+                .add_scopes(scopes.clone());
+            for p in ["audience", "resource"] {
+                if let Some(v) = ctx.lookup(p) {
+                    req = req.add_extra_param(p, v.to_string());
+                }
+            }
+            let r = req
+                .request_async(&http)
+                .await
+                .map_err(|err| token_error(ctx, &e.token, &err))?;
+            let t = state_from(&r, None, &scopes);
+            if spec.persist {
+                t.save(store, ctx.name)?;
+            }
+            Ok(t)
+        }
+        Grant::AuthorizationCode | Grant::DeviceCode => {
+            let Some(rt) = cached.as_ref().and_then(|t| t.refresh_token.clone()) else {
+                return Err(Error::LoginRequired {
+                    profile: ctx.name.to_string(),
+                    reason: if cached.is_some() {
+                        "the token expired and there is no refresh token".into()
+                    } else {
+                        "not logged in".into()
+                    },
+                });
+            };
+            refresh(
+                ctx,
+                &rt,
+                cached
+                    .as_ref()
+                    .map(|t| t.scopes.clone())
+                    .unwrap_or_default(),
+            )
+            .await
+        }
+    }
+}
+
+async fn refresh(ctx: &Ctx<'_>, rt: &Secret, old_scopes: Vec<String>) -> Result<TokenState> {
+    let e = endpoints(ctx).await?;
+    let c = client(ctx, &e, None)?;
+    let http = http::client(&ctx.http)?;
+    let rt_value = RefreshToken::new(rt.expose().to_string());
+    let result = c
+        .exchange_refresh_token(&rt_value)
+        .map_err(|err| Error::invalid("token_url", err.to_string()))?
+        .request_async(&http)
+        .await;
+    match result {
+        Ok(r) => {
+            let requested: Vec<Scope> = old_scopes.into_iter().map(Scope::new).collect();
+            let t = state_from(&r, Some(rt), &requested);
+            // Save before anyone uses the new access token: if the provider rotated the
+            // refresh token, the old one is now dead and this is the only copy.
+            t.save(ctx.store, ctx.name)?;
+            Ok(t)
+        }
+        Err(err) if is_invalid_grant(&err) => {
+            TokenState::delete(ctx.store, ctx.name)?;
+            Err(Error::LoginRequired {
+                profile: ctx.name.to_string(),
+                reason: "the identity provider rejected the refresh token (invalid_grant)".into(),
+            })
+        }
+        Err(err) => Err(token_error(ctx, &e.token, &err)),
+    }
+}
+
+/// `keyport login`: the browser (authorization code + PKCE) or device flow; stores the
+/// result.
+pub(super) async fn login(
+    ctx: &Ctx<'_>,
+    spec: &OAuthSpec,
+    opts: &LoginOptions,
+) -> Result<TokenState> {
+    let failed = |message: String| Error::Login {
+        profile: ctx.name.to_string(),
+        message,
+    };
+    let e = endpoints(ctx).await?;
+    let http = http::client(&ctx.http)?;
+    let scopes = scopes(ctx);
+    let r = match spec.grant {
+        Grant::ClientCredentials => {
+            return Err(failed(format!(
+                "it uses client credentials, which need no interactive login: use keyport token {}",
+                ctx.name
+            )))
+        }
+        Grant::AuthorizationCode => {
+            let port = match ctx.lookup("redirect_port") {
+                Some(p) => p
+                    .parse::<u16>()
+                    .map_err(|_| Error::invalid("redirect_port", format!("'{p}' is not a port")))?,
+                None => 0,
+            };
+            let receiver = Receiver::bind(port)
+                .await
+                .map_err(|err| failed(err.to_string()))?;
+            let c = client(ctx, &e, Some(receiver.redirect_uri()))?;
+            let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+            let mut req = c
+                .authorize_url(CsrfToken::new_random)
+                .map_err(|err| Error::invalid("authorize_url", err.to_string()))?
+                .set_pkce_challenge(challenge)
+                .add_scopes(scopes.clone());
+            // OIDC: offline_access (a refresh token) is granted only with prompt=consent;
+            // --force also makes the provider ask for credentials again.
+            let mut prompt = Vec::new();
+            if opts.force {
+                prompt.push("login");
+            }
+            if scopes.iter().any(|s| s.as_str() == "offline_access") {
+                prompt.push("consent");
+            }
+            if !prompt.is_empty() {
+                req = req.add_extra_param("prompt", prompt.join(" "));
+            }
+            let (url, state) = req.url();
+            browser::open(url.as_str(), opts.no_browser);
+            let code = receiver
+                .wait(state.secret(), opts.timeout)
+                .await
+                .map_err(|err| failed(err.to_string()))?;
+            c.exchange_code(AuthorizationCode::new(code))
+                .map_err(|err| Error::invalid("token_url", err.to_string()))?
+                .set_pkce_verifier(verifier)
+                .request_async(&http)
+                .await
+                .map_err(|err| token_error(ctx, &e.token, &err))?
+        }
+        Grant::DeviceCode => {
+            let c = client(ctx, &e, None)?;
+            let details: oauth2::StandardDeviceAuthorizationResponse = c
+                .exchange_device_code()
+                .map_err(|_| Error::invalid("device_url", "no device authorization endpoint: set device_url or an issuer that has one"))?
+                .add_scopes(scopes.clone())
+                .request_async(&http)
+                .await
+                .map_err(|err| token_error(ctx, &e.device, &err))?;
+            eprintln!(
+                "To log in '{}', open {} and enter the code: {}",
+                ctx.name,
+                details.verification_uri().as_str(),
+                details.user_code().secret()
+            );
+            if let Some(complete) = details.verification_uri_complete() {
+                browser::open(complete.secret(), opts.no_browser);
+            }
+            let poll = c
+                .exchange_device_access_token(&details)
+                .map_err(|err| Error::invalid("token_url", err.to_string()))?
+                .request_async(&http, tokio::time::sleep, Some(opts.timeout));
+            tokio::select! {
+                r = poll => r.map_err(|err| match &err {
+                    RequestTokenError::ServerResponse(r) => failed(format!(
+                        "the identity provider ended the device login: {}",
+                        serde_json::to_vec(r).ok().and_then(|b| vendor_detail(&b)).unwrap_or_else(|| r.to_string())
+                    )),
+                    _ => token_error(ctx, &e.token, &err),
+                })?,
+                _ = tokio::signal::ctrl_c() => return Err(failed("interrupted".into())),
+            }
+        }
+    };
+    let t = state_from(&r, None, &scopes);
+    t.save(ctx.store, ctx.name)?;
+    Ok(t)
+}
+
+/// `keyport logout`: revoke at the provider when it has a revocation endpoint (best
+/// effort: the local state is forgotten either way); returns a note about revocation.
+pub(super) async fn logout(ctx: &Ctx<'_>) -> Result<Option<String>> {
+    let Some(t) = TokenState::load(ctx.store, ctx.name)? else {
+        return Ok(None);
+    };
+    let mut note = None;
+    let e = endpoints(ctx).await;
+    if let Ok(e) = e
+        .as_ref()
+        .map_err(|err| note = Some(format!("could not reach the provider to revoke ({err})")))
+    {
+        if e.revocation.is_some() {
+            let c = client(ctx, e, None)?;
+            let token = match &t.refresh_token {
+                Some(r) => {
+                    StandardRevocableToken::RefreshToken(RefreshToken::new(r.expose().to_string()))
+                }
+                None => StandardRevocableToken::AccessToken(oauth2::AccessToken::new(
+                    t.access_token.expose().to_string(),
+                )),
+            };
+            let http = http::client(&ctx.http)?;
+            note = Some(match c.revoke_token(token) {
+                Ok(req) => match req.request_async(&http).await {
+                    Ok(()) => "revoked at the identity provider".into(),
+                    Err(err) => ctx.scrub(format!(
+                        "revocation failed ({err}); the token was forgotten locally"
+                    )),
+                },
+                Err(err) => format!("revocation not possible ({err})"),
+            });
+        }
+    }
+    TokenState::delete(ctx.store, ctx.name)?;
+    Ok(note)
+}

@@ -1,0 +1,216 @@
+//! HTTP for token calls, and turning what an endpoint answered into one line for a person.
+//!
+//! Every client built here: rustls with the OS roots plus an optional per-profile CA file,
+//! connect and total timeouts, and **no redirects** (a token request that follows a redirect
+//! can be steered to another host: oauth2-rs calls this out as an SSRF guard). Plain http is
+//! allowed only to loopback unless the profile opts in. Error bodies are summarized in the
+//! vendor's own terms (OAuth `error`/`error_description`, Airbyte `detail`, Frappe
+//! `exc_type`, a generic `message`) and scrubbed of the profile's secrets.
+//! Left out on purpose: retries (the agent owns retry policy) and proxies beyond reqwest's.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::profile::check_url;
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole token call; `KEYPORT_HTTP_TIMEOUT` (seconds) overrides it for slow networks.
+pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn total_timeout() -> Duration {
+    std::env::var("KEYPORT_HTTP_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(TOTAL_TIMEOUT, Duration::from_secs)
+}
+
+/// What a profile decides about its HTTP.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    pub allow_insecure_http: bool,
+    pub ca_file: Option<String>,
+}
+
+pub fn client(opts: &HttpOptions) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(total_timeout())
+        .user_agent(concat!("keyport/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &opts.ca_file {
+        let pem = std::fs::read(path).map_err(|source| Error::Io {
+            action: "cannot read ca_file",
+            path: path.into(),
+            source,
+        })?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            Error::invalid("ca_file", format!("{path} is not PEM certificates ({e})"))
+        })? {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build()
+        .map_err(|e| Error::invalid("http", format!("cannot set up HTTPS ({e})")))
+}
+
+/// Checks an endpoint URL by the profile's http rule.
+pub fn check_endpoint(field: &str, url: &str, opts: &HttpOptions) -> Result<reqwest::Url> {
+    check_url(field, url, opts.allow_insecure_http)?;
+    reqwest::Url::parse(url).map_err(|e| Error::invalid(field, e.to_string()))
+}
+
+/// Replaces every secret value in `text` with `[redacted]`.
+pub fn scrub<'a>(mut text: String, secrets: impl IntoIterator<Item = &'a str>) -> String {
+    for s in secrets {
+        if s.len() >= 3 {
+            text = text.replace(s, "[redacted]");
+        }
+    }
+    text
+}
+
+/// Why a request did not get an answer.
+pub fn describe_transport(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        format!(
+            "did not answer within {} s: is the service up? try again later",
+            total_timeout().as_secs()
+        )
+    } else if e.is_connect() {
+        "cannot be reached (connection refused or no route): check the URL and that the service is up".into()
+    } else {
+        format!(
+            "failed: {}",
+            std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string())
+        )
+    }
+}
+
+/// One line for a non-success answer: status, the vendor's own words, what to do.
+pub fn describe_status(status: u16, body: &[u8]) -> String {
+    let hint = match status {
+        300..=399 => "a redirect, which Keyport never follows for token calls: use the final URL",
+        400 | 422 => "check the profile's settings",
+        401 | 403 => "check the profile's credentials (keyport secret set NAME FIELD)",
+        404 | 405 => "check the URL",
+        429 => "rate limited: try again later",
+        500..=599 => "the service has a problem: try again later",
+        _ => "unexpected answer",
+    };
+    let detail = vendor_detail(body)
+        .map(|d| format!(": {d}"))
+        .unwrap_or_else(|| {
+            if body.is_empty() || serde_json::from_slice::<serde_json::Value>(body).is_ok() {
+                String::new()
+            } else {
+                " with a body that is not JSON".into()
+            }
+        });
+    format!("answered {status}{detail}; {hint}")
+}
+
+/// The vendor's error text from a JSON error body, if it has one.
+pub fn vendor_detail(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let s = |x: &serde_json::Value| x.as_str().map(str::to_string);
+    let text = if let Some(err) = v.get("error").and_then(s) {
+        // OAuth 2 (RFC 6749 5.2)
+        match v.get("error_description").and_then(s) {
+            Some(d) => format!("{err} ({d})"),
+            None => err,
+        }
+    } else if let Some(d) = v.get("detail") {
+        // Airbyte: {"detail": "..."} or FastAPI-style [{"loc": [...], "msg": ...}]
+        match d {
+            serde_json::Value::String(t) => t.clone(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|i| {
+                    let loc: Vec<String> = i
+                        .get("loc")
+                        .and_then(|l| l.as_array())
+                        .map(|l| {
+                            l.iter()
+                                .filter(|p| p.as_str() != Some("body"))
+                                .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let msg = i.get("msg").and_then(s).unwrap_or_default();
+                    if loc.is_empty() {
+                        msg
+                    } else {
+                        format!("{}: {msg}", loc.join("."))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        }
+    } else if let Some(exc) = v.get("exc_type").and_then(s) {
+        // Frappe: {"exc_type": "AuthenticationError", "message": ...}
+        match v
+            .get("message")
+            .and_then(s)
+            .or_else(|| v.get("_error_message").and_then(s))
+        {
+            Some(m) => format!("{exc} ({m})"),
+            None => exc,
+        }
+    } else {
+        v.get("message").and_then(s)?
+    };
+    let mut text = text.replace(['\n', '\r'], " ");
+    if text.len() > 300 {
+        let mut cut = 300;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_bodies_in_their_own_words() {
+        assert_eq!(
+            describe_status(401, br#"{"detail": "Invalid authentication credentials"}"#),
+            "answered 401: Invalid authentication credentials; check the profile's credentials (keyport secret set NAME FIELD)"
+        );
+        assert_eq!(
+            vendor_detail(br#"{"detail": [{"loc": ["body", "allowed_origin"], "msg": "field required", "type": "value_error.missing"}]}"#).unwrap(),
+            "allowed_origin: field required"
+        );
+        assert_eq!(
+            vendor_detail(
+                br#"{"error": "invalid_grant", "error_description": "grant request is invalid"}"#
+            )
+            .unwrap(),
+            "invalid_grant (grant request is invalid)"
+        );
+        assert_eq!(
+            vendor_detail(br#"{"exc_type": "AuthenticationError", "message": "Invalid Request"}"#)
+                .unwrap(),
+            "AuthenticationError (Invalid Request)"
+        );
+        assert_eq!(
+            describe_status(200, b"<html>hello</html>"),
+            "answered 200 with a body that is not JSON; unexpected answer"
+        );
+        assert!(describe_status(500, b"").contains("try again later"));
+    }
+
+    #[test]
+    fn scrub_removes_secrets() {
+        assert_eq!(
+            scrub("bad password hunter2!".into(), ["hunter2"]),
+            "bad password [redacted]!"
+        );
+    }
+}
