@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Keyport needs to build, run and test on Debian 12 / Ubuntu 22.04+:
 # the Tauri/WebKitGTK stack, libdbus (keyring's Secret Service client), a headless desktop
-# for tests (gnome-keyring, Xvfb, WebKitWebDriver), and tauri-driver.
+# for tests (gnome-keyring, Xvfb, WebKitWebDriver), tauri-driver, and (with --test) the
+# npm packages of the test OpenID provider.
 # Idempotent: installs only what is missing. Uses sudo when not root.
 set -euo pipefail
 
@@ -28,6 +29,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ "${1:-}" = "--test" ]; then
+  # Node runs the real OpenID provider of the OAuth tests (oidc-provider needs Node 20+;
+  # Debian 12's own nodejs is 18, so a machine without node gets it and may warn).
+  if ! command -v npm >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error >&2
   for c in clippy rustfmt; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
   done

@@ -6,6 +6,7 @@
 //! keyring (and leftovers of a failed run) never collide.
 
 pub mod fakes;
+pub mod oidc;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

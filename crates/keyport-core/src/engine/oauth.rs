@@ -15,8 +15,8 @@ use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
     DeviceAuthorizationUrl, EndpointMaybeSet, EndpointNotSet, ErrorResponse, HttpClientError,
-    PkceCodeChallenge, RedirectUrl, RefreshToken, RequestTokenError, RevocationUrl, Scope,
-    StandardRevocableToken, TokenResponse, TokenUrl,
+    PkceCodeChallenge, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse,
+    TokenUrl,
 };
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -30,11 +30,13 @@ use crate::preset::{Grant, OAuthSpec};
 use crate::secret::Secret;
 use crate::token::{jwt_expiry, TokenState};
 
+/// Authorization, device and token endpoints may be set; introspection and revocation are
+/// not used through the crate.
 type Client = BasicClient<
     EndpointMaybeSet,
     EndpointMaybeSet,
     EndpointNotSet,
-    EndpointMaybeSet,
+    EndpointNotSet,
     EndpointMaybeSet,
 >;
 
@@ -164,13 +166,6 @@ fn client(ctx: &Ctx<'_>, e: &Endpoints, redirect: Option<String>) -> Result<Clie
                 .map(DeviceAuthorizationUrl::new)
                 .transpose()
                 .map_err(bad("device_url"))?,
-        )
-        .set_revocation_url_option(
-            e.revocation
-                .clone()
-                .map(RevocationUrl::new)
-                .transpose()
-                .map_err(bad("revocation_url"))?,
         );
     match ctx.secrets.get("client_secret") {
         Some(s) => {
@@ -461,38 +456,62 @@ pub(super) async fn login(
 
 /// `keyport logout`: revoke at the provider when it has a revocation endpoint (best
 /// effort: the local state is forgotten either way); returns a note about revocation.
+///
+/// Revocation (RFC 7009) is one form POST, done here rather than through the oauth2 crate,
+/// which insists on https even for a loopback provider; Keyport's own http rule applies.
 pub(super) async fn logout(ctx: &Ctx<'_>) -> Result<Option<String>> {
     let Some(t) = TokenState::load(ctx.store, ctx.name)? else {
         return Ok(None);
     };
-    let mut note = None;
-    let e = endpoints(ctx).await;
-    if let Ok(e) = e
-        .as_ref()
-        .map_err(|err| note = Some(format!("could not reach the provider to revoke ({err})")))
-    {
-        if e.revocation.is_some() {
-            let c = client(ctx, e, None)?;
-            let token = match &t.refresh_token {
-                Some(r) => {
-                    StandardRevocableToken::RefreshToken(RefreshToken::new(r.expose().to_string()))
-                }
-                None => StandardRevocableToken::AccessToken(oauth2::AccessToken::new(
-                    t.access_token.expose().to_string(),
-                )),
-            };
-            let http = http::client(&ctx.http)?;
-            note = Some(match c.revoke_token(token) {
-                Ok(req) => match req.request_async(&http).await {
-                    Ok(()) => "revoked at the identity provider".into(),
-                    Err(err) => ctx.scrub(format!(
-                        "revocation failed ({err}); the token was forgotten locally"
-                    )),
-                },
-                Err(err) => format!("revocation not possible ({err})"),
-            });
-        }
-    }
+    let note = match endpoints(ctx).await {
+        Err(err) => Some(format!("could not reach the provider to revoke: {err}")),
+        Ok(Endpoints {
+            revocation: None, ..
+        }) => None,
+        Ok(Endpoints {
+            revocation: Some(url),
+            ..
+        }) => Some(match revoke(ctx, &url, &t).await {
+            Ok(()) => "revoked at the identity provider".to_string(),
+            Err(err) => format!("{err}; the token was forgotten locally"),
+        }),
+    };
     TokenState::delete(ctx.store, ctx.name)?;
     Ok(note)
+}
+
+async fn revoke(ctx: &Ctx<'_>, url: &str, t: &TokenState) -> Result<()> {
+    let (token, hint) = match &t.refresh_token {
+        Some(r) => (r.expose(), "refresh_token"),
+        None => (t.access_token.expose(), "access_token"),
+    };
+    let client_id = ctx
+        .lookup("client_id")
+        .ok_or_else(|| ctx.missing("client_id"))?;
+    let mut form = vec![("token", token), ("token_type_hint", hint)];
+    let mut req =
+        http::client(&ctx.http)?.post(http::check_endpoint("revocation_url", url, &ctx.http)?);
+    match ctx.secrets.get("client_secret") {
+        Some(secret) if ctx.lookup("client_auth") != Some("post") => {
+            req = req.basic_auth(client_id, Some(secret.expose()));
+        }
+        Some(secret) => form.extend([("client_id", client_id), ("client_secret", secret.expose())]),
+        None => form.push(("client_id", client_id)),
+    }
+    let fail = |message: String| Error::Endpoint {
+        what: "revocation endpoint",
+        url: url.to_string(),
+        message: ctx.scrub(message),
+    };
+    let resp = req
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| fail(describe_transport(&e)))?;
+    let status = resp.status().as_u16();
+    if status == 200 {
+        return Ok(());
+    }
+    let body = resp.bytes().await.unwrap_or_default();
+    Err(fail(http::describe_status(status, &body)))
 }
