@@ -13,7 +13,7 @@ packages=(
   # run: a keychain and a session bus
   dbus dbus-x11 gnome-keyring libsecret-tools
   # tests: headless desktop session, notification sink, app window driver
-  xvfb xauth python3-dbus python3-gi webkit2gtk-driver at-spi2-core
+  xvfb xauth python3-dbus python3-gi webkit2gtk-driver at-spi2-core openssl
 )
 
 missing=()

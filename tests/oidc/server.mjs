@@ -62,6 +62,19 @@ const provider = new Provider(issuer, {
     revocation: { enabled: true },
     introspection: { enabled: true },
     clientCredentials: { enabled: true },
+    // A `resource` (RFC 8707) gets a JWT access token with that audience, so tests can see
+    // that Keyport sent it.
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => undefined,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (ctx, resourceIndicator) => ({
+        scope: 'api',
+        audience: resourceIndicator,
+        accessTokenFormat: 'jwt',
+        accessTokenTTL: ttl,
+      }),
+    },
   },
 });
 provider.proxy = false;

@@ -627,3 +627,110 @@ fn generic_login_endpoint_and_token_exchange() {
         kp.run(&["profile", "rm", n]).ok();
     }
 }
+
+/// A private CA: untrusted by default (one clear line), trusted with `ca_file`.
+#[test]
+fn ca_file_trusts_a_private_ca() {
+    require_session();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let openssl = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Keyport Test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &p("leaf.key"),
+        "-out",
+        &p("leaf.csr"),
+    ]);
+    std::fs::write(
+        p("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("leaf.csr"),
+        "-CA",
+        &p("ca.pem"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &p("ext"),
+        "-out",
+        &p("leaf.pem"),
+    ]);
+    let mut server = std::process::Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("support/tls-token-server.py"))
+        .args([p("leaf.pem"), p("leaf.key")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+
+    let kp = Keyport::new();
+    let name = unique("tls");
+    kp.run_with(
+        &[
+            "profile",
+            "add",
+            &name,
+            "--preset",
+            "patchworks-login",
+            "--set",
+            &format!("base_url=https://127.0.0.1:{}", port.trim()),
+            "--set",
+            "username=u",
+            "--secret",
+            "password",
+        ],
+        "pw\n",
+    )
+    .ok();
+    kp.run(&["token", &name]).fails_with("set ca_file=PATH");
+    kp.run(&["profile", "set", &name, &format!("ca_file={}", p("ca.pem"))])
+        .ok();
+    assert_eq!(kp.run(&["token", &name]).ok().stdout.trim(), "tls-token-1");
+    server.kill().ok();
+    server.wait().ok();
+    kp.run(&["profile", "rm", &name]).ok();
+}

@@ -328,6 +328,40 @@ fn client_credentials_service_account() {
     assert!(idp.active(&t));
     assert_eq!(access_token(&kp, &post), t, "cached in the keychain");
 
+    // a resource indicator (RFC 8707) is sent: the provider issues a JWT for that audience
+    let res = unique("cc-resource");
+    kp.run_with(
+        &[
+            "profile",
+            "add",
+            &res,
+            "--preset",
+            "oauth2-client-credentials",
+            "--set",
+            &format!("issuer={}", idp.issuer),
+            "--set",
+            "client_id=keyport-service",
+            "--set",
+            "scopes=api",
+            "--set",
+            "resource=https://api.example.com",
+            "--secret",
+            "client_secret",
+        ],
+        "service-secret-0f3b
+",
+    )
+    .ok();
+    let jwt = access_token(&kp, &res);
+    let payload = jwt.split('.').nth(1).expect("a JWT for a resource");
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], "https://api.example.com", "{claims}");
+    kp.run(&["profile", "rm", &res]).ok();
+
     // a wrong secret: the provider's own error, in one line, without the secret
     kp.run_with(
         &["secret", "set", &name, "client_secret"],
@@ -341,4 +375,68 @@ fn client_credentials_service_account() {
     for n in [&name, &post] {
         kp.run(&["profile", "rm", n]).ok();
     }
+}
+
+#[test]
+fn waiting_for_a_login_without_a_browser_and_ctrl_c() {
+    require_session();
+    let idp = Oidc::start(60);
+    let kp = Keyport::new();
+    let browser = Browser::new();
+    let name = user_profile(&kp, &idp, "oauth2-auth-code");
+
+    // --no-browser: BROWSER is not run; the URL is printed and Keyport waits.
+    let r = browser.run(
+        &kp,
+        "approve",
+        &["login", &name, "--no-browser", "--timeout", "1"],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains(&format!("{}/auth?", idp.issuer)),
+        "{r:#?}"
+    );
+    assert!(r.stderr.contains("no login callback within 1 s"), "{r:#?}");
+    assert_eq!(browser.text(), "", "no browser may be started");
+
+    // No display and no BROWSER: print the URL and wait.
+    let o = kp
+        .command()
+        .args(["login", &name, "--timeout", "1"])
+        .env_remove("BROWSER")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no display and no BROWSER set") && err.contains("/auth?"),
+        "{err}"
+    );
+
+    // Ctrl-C while waiting for the callback
+    let child = kp
+        .command()
+        .args(["login", &name, "--timeout", "60"])
+        .env("BROWSER", fake_browser())
+        .env("FAKE_BROWSER_MODE", "ignore")
+        .env("FAKE_BROWSER_LOG", browser.log.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("the browser to be started", || {
+        browser.text().contains("IGNORE")
+    });
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(secret_tool_lookup("keyport-token", &name), None);
+    kp.run(&["profile", "rm", &name]).ok();
 }

@@ -77,6 +77,11 @@ pub fn describe_transport(e: &reqwest::Error) -> String {
             "did not answer within {} s: is the service up? try again later",
             total_timeout().as_secs()
         )
+    } else if chain(e).contains("certificate") {
+        format!(
+            "presented a TLS certificate Keyport does not trust ({}): if it is your organization's CA, set ca_file=PATH to its PEM on the profile",
+            chain(e)
+        )
     } else if e.is_connect() {
         "cannot be reached (connection refused or no route): check the URL and that the service is up".into()
     } else {
@@ -85,6 +90,17 @@ pub fn describe_transport(e: &reqwest::Error) -> String {
             std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string())
         )
     }
+}
+
+/// The innermost causes of an error, joined.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        parts.push(c.to_string());
+        cur = c.source();
+    }
+    parts.last().cloned().unwrap_or_else(|| e.to_string())
 }
 
 /// One line for a non-success answer: status, the vendor's own words, what to do.
