@@ -102,6 +102,18 @@ fn browser_login_refresh_rotation_force_and_logout() {
         visited.contains("CALLBACK 200"),
         "the browser got Keyport's success page: {visited}"
     );
+    // The callback is accepted once: the receiver is gone afterwards.
+    let port = visited
+        .split("redirect_uri=http%3A%2F%2F127.0.0.1%3A")
+        .nth(1)
+        .and_then(|r| r.split('%').next())
+        .unwrap();
+    assert!(
+        ureq::get(&format!("http://127.0.0.1:{port}/callback?code=x&state=y"))
+            .call()
+            .is_err(),
+        "a second callback must find nothing listening"
+    );
     let first = access_token(&kp, &name);
     assert_eq!(idp.userinfo(&first), 200);
     assert!(stored(&name)["refresh_token"].is_string());
