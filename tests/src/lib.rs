@@ -126,6 +126,8 @@ impl Keyport {
     pub fn command(&self) -> Command {
         let mut c = Command::new(bin("keyport"));
         c.env("KEYPORT_CONFIG_DIR", self.config_dir());
+        // Each test has its own runtime dir: its own agent (or none), its own lock files.
+        c.env("KEYPORT_RUNTIME_DIR", self.dir.path().join("run"));
         c
     }
 
@@ -207,4 +209,87 @@ pub fn assert_no_bytes_under(dir: &Path, needles: &[&str]) {
             );
         }
     }
+}
+
+/// A running `keyport agent --foreground` for one [`Keyport`]; stopped with SIGTERM on drop.
+pub struct AgentProc {
+    pub child: std::process::Child,
+    pub runtime_dir: PathBuf,
+}
+
+impl Keyport {
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// Starts the agent with `args` and extra environment, and waits until it answers.
+    pub fn start_agent(&self, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> AgentProc {
+        let mut c = self.command();
+        c.args(["agent", "--foreground"]).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn agent");
+        let socket = self.runtime_dir().join("agent.sock");
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(std::time::Instant::now() < until, "the agent did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        AgentProc {
+            child,
+            runtime_dir: self.runtime_dir(),
+        }
+    }
+
+    /// `keyport status --json`, by profile name.
+    pub fn status(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let r = self.run(&["status", "--json"]).ok();
+        let v: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+        v.into_iter()
+            .map(|p| (p["name"].as_str().unwrap().to_string(), p))
+            .collect()
+    }
+}
+
+impl AgentProc {
+    /// SIGTERM, then the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait agent")
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        if self.alive() {
+            self.stop();
+        }
+    }
+}
+
+/// The notifications the session's sink recorded for `profile` (summary, body, actions).
+pub fn notifications_for(profile: &str) -> Vec<serde_json::Value> {
+    let Some(path) = std::env::var_os("NOTIFY_SINK_LOG") else {
+        return Vec::new();
+    };
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|n| {
+            n["method"] == "Notify" && n["summary"].as_str().is_some_and(|s| s.contains(profile))
+        })
+        .collect()
 }

@@ -10,6 +10,8 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
+mod agent_cmd;
+
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use keyport_core::engine::LoginOptions;
@@ -75,6 +77,37 @@ enum Command {
     },
     /// Forget a profile's token (revoking it at the identity provider when possible).
     Logout { name: String },
+    /// Run the agent: keeps every token valid in the background and notifies you when a
+    /// token needs you. Detaches unless --foreground.
+    Agent {
+        #[arg(long)]
+        foreground: bool,
+        /// Renew at the latest, and warn about tokens that can't be renewed, this long
+        /// before expiry.
+        #[arg(long, value_name = "SECS", default_value_t = 120)]
+        lead: u64,
+        /// No desktop notifications at all (per profile: `keyport profile set NAME notify=false`).
+        #[arg(long)]
+        no_notifications: bool,
+        /// First retry delay after a failed renewal, in milliseconds (doubles, capped).
+        #[arg(long, value_name = "MS", default_value_t = 2000, hide = true)]
+        backoff_base_ms: u64,
+        #[arg(long, value_name = "MS", default_value_t = 300_000, hide = true)]
+        backoff_cap_ms: u64,
+        /// Notify after this many failed renewals in a row.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        notify_after: u32,
+    },
+    /// Every profile's state in the running agent, with countdowns.
+    Status {
+        #[arg(long)]
+        json: bool,
+        /// Redraw every second.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Renew a profile's token now.
+    Refresh { name: String },
 }
 
 #[derive(Subcommand)]
@@ -136,12 +169,17 @@ fn main() -> ExitCode {
             // One line: the core's messages already say what to do.
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("keyport: {msg}");
-            match e.downcast_ref::<keyport_core::Error>() {
-                Some(keyport_core::Error::LoginRequired { .. }) => {
-                    ExitCode::from(EXIT_LOGIN_REQUIRED)
-                }
-                _ => ExitCode::from(1),
-            }
+            let login_required = matches!(
+                e.downcast_ref::<keyport_core::Error>(),
+                Some(keyport_core::Error::LoginRequired { .. })
+            ) || e
+                .downcast_ref::<agent_cmd::AgentFailure>()
+                .is_some_and(|f| f.0.kind == "login_required");
+            ExitCode::from(if login_required {
+                EXIT_LOGIN_REQUIRED
+            } else {
+                1
+            })
         }
     }
 }
@@ -156,6 +194,50 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Agent {
+            foreground,
+            lead,
+            no_notifications,
+            backoff_base_ms,
+            backoff_cap_ms,
+            notify_after,
+        } => {
+            let mut passthrough = vec![
+                format!("--lead={lead}"),
+                format!("--backoff-base-ms={backoff_base_ms}"),
+                format!("--backoff-cap-ms={backoff_cap_ms}"),
+                format!("--notify-after={notify_after}"),
+            ];
+            if no_notifications {
+                passthrough.push("--no-notifications".into());
+            }
+            agent_cmd::agent(agent_cmd::AgentArgs {
+                foreground,
+                passthrough,
+                config: keyport_core::agent::AgentConfig {
+                    lead: std::time::Duration::from_secs(lead),
+                    backoff_base: std::time::Duration::from_millis(backoff_base_ms),
+                    backoff_cap: std::time::Duration::from_millis(backoff_cap_ms),
+                    notify_after_failures: notify_after,
+                    notifications: !no_notifications,
+                    ..Default::default()
+                },
+            })
+        }
+        Command::Status { json, watch } => agent_cmd::status(json, watch),
+        Command::Refresh { name } => {
+            let cred = agent_cmd::refresh(&name)?;
+            let until = cred
+                .expires_at
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .map(|t| format!(", valid until {t}"))
+                .unwrap_or_default();
+            eprintln!("renewed '{name}'{until}");
+            Ok(())
+        }
         Command::Presets { json } => presets(json),
         Command::Login {
             name,
@@ -179,6 +261,7 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|t| format!(", token valid until {t}"))
                 .unwrap_or_default();
             eprintln!("logged in '{name}'{until}");
+            agent_cmd::reload();
             Ok(())
         }
         Command::Logout { name } => {
@@ -188,6 +271,7 @@ fn run(cli: Cli) -> Result<()> {
                 "forgot the token of '{name}'{}",
                 note.map(|n| format!(" ({n})")).unwrap_or_default()
             );
+            agent_cmd::reload();
             Ok(())
         }
         Command::Profile(cmd) => profile(cmd),
@@ -199,14 +283,14 @@ fn run(cli: Cli) -> Result<()> {
             let wrote = kp.set_secret(&name, &field, value)?;
             if wrote {
                 eprintln!("saved secret '{field}' of '{name}' in the keychain");
+                agent_cmd::reload();
             } else {
                 eprintln!("secret '{field}' of '{name}' is unchanged");
             }
             Ok(())
         }
         Command::Header { name, min_valid } => {
-            let kp = Keyport::open()?;
-            let cred = block_on(kp.credential_valid_for(&name, min_valid))??;
+            let cred = agent_cmd::credential(&name, min_valid)?;
             let mut out = std::io::stdout().lock();
             for (h, v) in &cred.headers {
                 writeln!(out, "{h}: {}", v.expose())?;
@@ -218,8 +302,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
             min_valid,
         } => {
-            let kp = Keyport::open()?;
-            let cred = block_on(kp.credential_valid_for(&name, min_valid))??;
+            let cred = agent_cmd::credential(&name, min_valid)?;
             if json {
                 let headers: serde_json::Map<String, serde_json::Value> = cred
                     .headers
@@ -242,7 +325,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 print_json(&out)
             } else {
-                println!("{}", token_value(cred.scheme, cred.main_value()));
+                println!("{}", token_value(&cred.scheme, cred.main_value()));
                 Ok(())
             }
         }
@@ -320,6 +403,7 @@ fn profile(cmd: ProfileCmd) -> Result<()> {
                 bundle.insert(f.clone(), input.read(&name, f)?);
             }
             kp.add(&name, draft, bundle)?;
+            agent_cmd::reload();
             eprintln!(
                 "added profile '{name}'{}",
                 if secret.is_empty() {
@@ -384,6 +468,7 @@ fn profile(cmd: ProfileCmd) -> Result<()> {
         }
         ProfileCmd::Rm { name } => {
             kp.remove(&name)?;
+            agent_cmd::reload();
             eprintln!("removed profile '{name}' and its keychain items");
             Ok(())
         }
@@ -392,6 +477,7 @@ fn profile(cmd: ProfileCmd) -> Result<()> {
             assignment: (field, value),
         } => {
             kp.set(&name, &field, &value)?;
+            agent_cmd::reload();
             eprintln!("updated '{field}' of '{name}'");
             Ok(())
         }

@@ -11,11 +11,15 @@
 //!
 //! Not here: argument parsing and prompts (keyport-cli), windows and tray (src-tauri).
 
+#[cfg(unix)]
+pub mod agent;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod http;
 pub mod keyport;
+pub mod notify;
+pub mod paths;
 pub mod preset;
 pub mod profile;
 pub mod scheme;

@@ -20,6 +20,7 @@ use crate::template;
 pub const ALLOW_INSECURE_HTTP: &str = "allow_insecure_http";
 pub const EXTRA_HEADERS_PREFIX: &str = "extra_headers.";
 pub const CA_FILE: &str = "ca_file";
+pub const NOTIFY: &str = "notify";
 
 /// Checks a profile name: `[a-z0-9][a-z0-9_-]{0,63}`.
 pub fn check_name(name: &str) -> Result<()> {
@@ -40,6 +41,14 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn yes() -> bool {
+    true
+}
+
 /// A profile as stored in the config file (its name is the table key there).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +60,9 @@ pub struct Profile {
     /// Non-secret field values.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// Desktop notifications about this profile's token (the agent's).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub notify: bool,
     /// Extra CA certificates (PEM) to trust for this profile's token calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
@@ -74,6 +86,7 @@ impl Profile {
                 .filter(|f| !f.secret)
                 .filter_map(|f| f.default.clone().map(|d| (f.name.clone(), d)))
                 .collect(),
+            notify: true,
             ca_file: None,
             extra_headers: BTreeMap::new(),
             secrets: BTreeSet::new(),
@@ -87,6 +100,14 @@ impl Profile {
             self.allow_insecure_http = match value {
                 "true" => true,
                 "false" | "" => false,
+                _ => return Err(Error::invalid(field, "use true or false")),
+            };
+            return Ok(());
+        }
+        if field == NOTIFY {
+            self.notify = match value {
+                "true" | "" => true,
+                "false" => false,
                 _ => return Err(Error::invalid(field, "use true or false")),
             };
             return Ok(());
@@ -110,7 +131,7 @@ impl Profile {
                 preset: preset.name.clone(),
                 field: field.to_string(),
                 known: format!(
-                    "{}, {ALLOW_INSECURE_HTTP}, {CA_FILE}, {EXTRA_HEADERS_PREFIX}NAME",
+                    "{}, {ALLOW_INSECURE_HTTP}, {CA_FILE}, {NOTIFY}, {EXTRA_HEADERS_PREFIX}NAME",
                     preset.field_names()
                 ),
             }),

@@ -18,13 +18,17 @@ use crate::template;
 /// What a tool needs to authenticate: headers (main first) and, when known, an expiry.
 #[derive(Debug, Clone)]
 pub struct Credential {
-    pub scheme: &'static str,
+    pub scheme: String,
     pub headers: Vec<(String, Secret)>,
     pub expires_at: Option<OffsetDateTime>,
     /// Can Keyport renew it without a person (re-fetch, refresh token)?
     pub refreshable: bool,
     /// Airbyte widget tokens: the widget URL.
     pub widget_url: Option<String>,
+    /// When the token was obtained (token engines).
+    pub obtained_at: Option<OffsetDateTime>,
+    /// The token's lifetime is renewed on each use (Improvado).
+    pub sliding: bool,
 }
 
 impl Credential {
@@ -191,11 +195,13 @@ pub fn render(
         headers.push((h.clone(), Secret::new(val.clone())));
     }
     Ok(Credential {
-        scheme: preset.scheme_name(),
+        scheme: preset.scheme_name().to_string(),
         headers,
         expires_at,
         refreshable: false,
         widget_url: None,
+        obtained_at: None,
+        sliding: false,
     })
 }
 

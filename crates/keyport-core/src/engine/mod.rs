@@ -118,13 +118,45 @@ impl<'a> Ctx<'a> {
             headers.push((h.clone(), Secret::new(v.clone())));
         }
         Credential {
-            scheme: self.preset.scheme_name(),
+            scheme: self.preset.scheme_name().to_string(),
             headers,
             expires_at: t.expires_at,
             refreshable,
             widget_url: t.widget_url.clone(),
+            obtained_at: Some(t.obtained_at),
+            sliding: t.sliding,
         }
     }
+}
+
+/// What a caller needs from a token.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Want {
+    /// Valid for at least this many more seconds.
+    pub min_valid: i64,
+    /// Obtained after this (forces a renewal of what the caller already has).
+    pub newer_than: Option<OffsetDateTime>,
+}
+
+impl Want {
+    fn valid_for(min_valid: i64) -> Self {
+        Want {
+            min_valid,
+            newer_than: None,
+        }
+    }
+
+    pub fn met_by(&self, t: &TokenState, now: OffsetDateTime) -> bool {
+        t.valid_for(now, self.min_valid) && self.newer_than.is_none_or(|n| t.obtained_at > n)
+    }
+}
+
+/// The cross-process lock of one profile's token (taken off the async threads).
+pub(crate) async fn lock(name: &str) -> Result<crate::paths::ProfileLock> {
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || crate::paths::ProfileLock::acquire(&name))
+        .await
+        .map_err(|e| Error::invalid("lock", e.to_string()))?
 }
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
@@ -135,14 +167,59 @@ impl Keyport {
     /// when only an interactive login can help.
     pub async fn credential_valid_for(&self, name: &str, min_valid: i64) -> Result<Credential> {
         let cfg = self.load()?;
-        self.credential_in(&cfg, name, min_valid, 0).await
+        self.credential_in(&cfg, name, Want::valid_for(min_valid), 0)
+            .await
+    }
+
+    /// Renews a token now (the agent's scheduled refresh), unless the stored one was
+    /// obtained after `newer_than` (another process just renewed it). For static schemes,
+    /// renders as usual.
+    pub async fn renew(
+        &self,
+        name: &str,
+        newer_than: Option<OffsetDateTime>,
+    ) -> Result<Credential> {
+        let cfg = self.load()?;
+        let want = Want {
+            min_valid: 0,
+            newer_than: Some(newer_than.unwrap_or(OffsetDateTime::UNIX_EPOCH)),
+        };
+        self.credential_in(&cfg, name, want, 0).await
+    }
+
+    /// The credential as stored, with no network call: the cached token of a token engine
+    /// (if any, even expired), or the rendered static headers.
+    pub fn stored_credential(&self, name: &str) -> Result<Option<Credential>> {
+        let cfg = self.load()?;
+        let ctx = Ctx::new(self, &cfg, name)?;
+        match &ctx.preset.auth.scheme {
+            SchemeSpec::Login(_) => {
+                Ok(TokenState::load(ctx.store, name)?.map(|t| ctx.bearer(&t, true)))
+            }
+            SchemeSpec::Oauth2(spec) if spec.persist => {
+                Ok(TokenState::load(ctx.store, name)?.map(|t| {
+                    let r =
+                        spec.grant == preset::Grant::ClientCredentials || t.refresh_token.is_some();
+                    ctx.bearer(&t, r)
+                }))
+            }
+            SchemeSpec::Oauth2(_) => Ok(None),
+            _ => scheme::render(
+                name,
+                ctx.profile,
+                ctx.preset,
+                &ctx.secrets,
+                OffsetDateTime::now_utc(),
+            )
+            .map(Some),
+        }
     }
 
     fn credential_in<'a>(
         &'a self,
         cfg: &'a Config,
         name: &'a str,
-        min_valid: i64,
+        want: Want,
         depth: usize,
     ) -> BoxFut<'a, Credential> {
         Box::pin(async move {
@@ -157,14 +234,24 @@ impl Keyport {
             match &ctx.preset.auth.scheme {
                 SchemeSpec::Login(spec) => {
                     if let Some(t) =
-                        TokenState::load(ctx.store, name)?.filter(|t| t.valid_for(now, min_valid))
+                        TokenState::load(ctx.store, name)?.filter(|t| want.met_by(t, now))
+                    {
+                        return Ok(ctx.bearer(&t, true));
+                    }
+                    // Slow path: one process at a time per profile. Whoever waited finds the
+                    // token the other one saved.
+                    let _lock = lock(name).await?;
+                    if let Some(t) =
+                        TokenState::load(ctx.store, name)?.filter(|t| want.met_by(t, now))
                     {
                         return Ok(ctx.bearer(&t, true));
                     }
                     let parent = match spec.client_auth {
                         ClientAuth::Parent => {
                             let p = ctx.lookup("parent").ok_or_else(|| ctx.missing("parent"))?;
-                            Some(self.credential_in(cfg, p, min_valid, depth + 1).await?)
+                            // The parent must outlive the exchange call, not be renewed.
+                            let pw = Want::valid_for(want.min_valid.max(30));
+                            Some(self.credential_in(cfg, p, pw, depth + 1).await?)
                         }
                         _ => None,
                     };
@@ -173,7 +260,7 @@ impl Keyport {
                     Ok(ctx.bearer(&t, true))
                 }
                 SchemeSpec::Oauth2(spec) => {
-                    let t = oauth::ensure(&ctx, spec, min_valid).await?;
+                    let t = oauth::ensure(&ctx, spec, &want).await?;
                     let refreshable =
                         spec.grant == preset::Grant::ClientCredentials || t.refresh_token.is_some();
                     Ok(ctx.bearer(&t, refreshable))
@@ -198,7 +285,7 @@ impl Keyport {
             });
         };
         if !opts.force {
-            if let Ok(t) = oauth::ensure(&ctx, spec, 30).await {
+            if let Ok(t) = oauth::ensure(&ctx, spec, &Want::valid_for(30)).await {
                 eprintln!("'{name}' is already logged in (use --force to log in again)");
                 return Ok(ctx.bearer(&t, t.refresh_token.is_some()));
             }

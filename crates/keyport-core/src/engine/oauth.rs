@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 
 use super::browser;
 use super::loopback::Receiver;
-use super::Ctx;
+use super::{Ctx, Want};
 use crate::error::{Error, Result};
 use crate::http::{self, describe_transport, vendor_detail};
 use crate::preset::{Grant, OAuthSpec};
@@ -262,15 +262,27 @@ fn state_from<R: TokenResponse>(
 
 /// A token valid for `min_valid` seconds without a person: the cache, a refresh, or (for
 /// client credentials) a new token. Otherwise [`Error::LoginRequired`].
-pub(super) async fn ensure(ctx: &Ctx<'_>, spec: &OAuthSpec, min_valid: i64) -> Result<TokenState> {
+pub(super) async fn ensure(ctx: &Ctx<'_>, spec: &OAuthSpec, want: &Want) -> Result<TokenState> {
     let store = ctx.store;
     let now = OffsetDateTime::now_utc();
-    let cached = if spec.persist {
-        TokenState::load(store, ctx.name)?
-    } else {
-        None
+    let load = || -> Result<Option<TokenState>> {
+        Ok(if spec.persist {
+            TokenState::load(store, ctx.name)?
+        } else {
+            None
+        })
     };
-    if let Some(t) = cached.as_ref().filter(|t| t.valid_for(now, min_valid)) {
+    if let Some(t) = load()?.filter(|t| want.met_by(t, now)) {
+        return Ok(t);
+    }
+    // One refresh at a time per profile, across processes: a rotating refresh token used
+    // twice would revoke the grant. (A token that is never persisted has nothing to share.)
+    let _lock = match spec.persist {
+        true => Some(super::lock(ctx.name).await?),
+        false => None,
+    };
+    let cached = load()?;
+    if let Some(t) = cached.as_ref().filter(|t| want.met_by(t, now)) {
         return Ok(t.clone());
     }
     match spec.grant {

@@ -1,0 +1,98 @@
+//! Desktop notifications, behind a small [`Notifier`] port.
+//!
+//! The agent decides *when* to tell the user something (once per event per token,
+//! rate-limited, switchable); this module only delivers a [`Notice`]. [`DesktopNotifier`]
+//! uses notify-rust (freedesktop notifications on Linux, the platform's elsewhere) and, for
+//! a notice with a "Log in" action, waits for the click on a thread of its own and then
+//! runs the callback. Texts name the profile and what to do, never a secret.
+//! Left out on purpose: a notification history, sounds, and the tray (the desktop app).
+
+use std::sync::Mutex;
+
+/// What happened to a profile's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// It cannot be renewed automatically and expires soon.
+    Expiring,
+    /// It expired and cannot be renewed automatically.
+    Expired,
+    /// Renewal keeps failing.
+    RenewalFailing,
+    /// Only an interactive login can help.
+    LoginRequired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub profile: String,
+    pub event: Event,
+    pub summary: String,
+    pub body: String,
+}
+
+/// Called when the user chooses "Log in".
+pub type OnLogin = Box<dyn FnOnce() + Send>;
+
+pub trait Notifier: Send + Sync {
+    /// Delivers `notice`; `on_login`, when given, adds a "Log in" action.
+    fn send(&self, notice: Notice, on_login: Option<OnLogin>);
+}
+
+/// The action key of "Log in".
+pub const LOGIN_ACTION: &str = "login";
+
+/// Real desktop notifications.
+#[derive(Debug, Default)]
+pub struct DesktopNotifier;
+
+impl Notifier for DesktopNotifier {
+    fn send(&self, notice: Notice, on_login: Option<OnLogin>) {
+        // show() is a D-Bus round trip and waiting for an action blocks: a thread each.
+        std::thread::spawn(move || {
+            let mut n = notify_rust::Notification::new();
+            n.appname("Keyport")
+                .summary(&notice.summary)
+                .body(&notice.body)
+                .icon("dialog-password");
+            if on_login.is_some() {
+                n.action(LOGIN_ACTION, "Log in");
+            }
+            #[cfg(all(unix, not(target_os = "macos")))]
+            n.urgency(match notice.event {
+                Event::Expired | Event::LoginRequired => notify_rust::Urgency::Critical,
+                _ => notify_rust::Urgency::Normal,
+            });
+            match n.show() {
+                #[cfg(all(unix, not(target_os = "macos")))]
+                Ok(handle) => {
+                    if let Some(login) = on_login {
+                        handle.wait_for_action(|action| {
+                            if action == LOGIN_ACTION {
+                                login();
+                            }
+                        });
+                    }
+                }
+                #[cfg(not(all(unix, not(target_os = "macos"))))]
+                Ok(_) => drop(on_login),
+                Err(e) => eprintln!(
+                    "keyport agent: cannot show a notification ({e}): {}",
+                    notice.summary
+                ),
+            }
+        });
+    }
+}
+
+/// Records notices (unit tests, and `--no-notifications` keeps a count of what it skipped).
+#[derive(Default)]
+pub struct RecordingNotifier {
+    pub sent: Mutex<Vec<Notice>>,
+}
+
+impl Notifier for RecordingNotifier {
+    fn send(&self, notice: Notice, _on_login: Option<OnLogin>) {
+        self.sent.lock().unwrap().push(notice);
+    }
+}

@@ -1,0 +1,64 @@
+//! Where Keyport keeps run-time files: the agent's socket and pid file, and per-profile lock
+//! files that keep two processes from refreshing one token at the same time.
+//!
+//! `$KEYPORT_RUNTIME_DIR` (tests use it), else `$XDG_RUNTIME_DIR/keyport`, else
+//! `<temp>/keyport-<user>`. The directory is created `0700`. Left out on purpose: anything
+//! that must survive a reboot (that is the config dir and the keychain).
+
+use std::fs;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+pub fn runtime_dir() -> Result<PathBuf> {
+    let dir = if let Some(d) = std::env::var_os("KEYPORT_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        PathBuf::from(d)
+    } else if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        PathBuf::from(d).join("keyport")
+    } else {
+        let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
+        std::env::temp_dir().join(format!("keyport-{user}"))
+    };
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(&dir).map_err(|source| Error::Io {
+        action: "cannot create runtime dir",
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
+}
+
+/// An exclusive lock on one profile's token, across processes; released on drop.
+pub struct ProfileLock(#[allow(dead_code)] fs::File);
+
+impl ProfileLock {
+    /// Waits for the lock (blocking: call from a blocking context).
+    pub fn acquire(profile: &str) -> Result<Self> {
+        let dir = runtime_dir()?.join("locks");
+        fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            action: "cannot create lock dir",
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join(format!("{profile}.lock"));
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| Error::Io {
+                action: "cannot open lock file",
+                path: path.clone(),
+                source,
+            })?;
+        f.lock().map_err(|source| Error::Io {
+            action: "cannot lock",
+            path,
+            source,
+        })?;
+        Ok(ProfileLock(f))
+    }
+}
