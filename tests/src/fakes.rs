@@ -100,18 +100,24 @@ struct State {
 
 pub struct Fake {
     pub url: String,
+    port: u16,
     state: Arc<Mutex<State>>,
-    server: Arc<tiny_http::Server>,
+    server: Option<Arc<tiny_http::Server>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Drop for Fake {
     fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop_listening();
     }
+}
+
+fn serve(server: Arc<tiny_http::Server>, state: Arc<Mutex<State>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for req in server.incoming_requests() {
+            handle(&state, req);
+        }
+    })
 }
 
 impl Fake {
@@ -127,18 +133,32 @@ impl Fake {
             next: 1,
             unauthorized_uses: 0,
         }));
-        let (s2, st2) = (server.clone(), state.clone());
-        let thread = std::thread::spawn(move || {
-            for req in s2.incoming_requests() {
-                handle(&st2, req);
-            }
-        });
+        let thread = serve(server.clone(), state.clone());
         Fake {
             url: format!("http://127.0.0.1:{port}"),
+            port,
             state,
-            server,
+            server: Some(server),
             thread: Some(thread),
         }
+    }
+
+    /// Closes the listening socket: connections are refused until [`Self::listen_again`].
+    pub fn stop_listening(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.unblock();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Listens on the same port again (tokens issued before stay valid).
+    pub fn listen_again(&mut self) {
+        let server =
+            Arc::new(tiny_http::Server::http(("127.0.0.1", self.port)).expect("rebind fake"));
+        self.thread = Some(serve(server.clone(), self.state.clone()));
+        self.server = Some(server);
     }
 
     pub fn set_fault(&self, f: Fault) {

@@ -89,10 +89,20 @@ fn improvado_token_is_fetched_as_the_seed_says_cached_and_refetched() {
         &[state["access_token"].as_str().unwrap(), IMPROVADO_PASSWORD],
     );
 
-    // --min-valid longer than the lifetime: renewed now
-    let renewed = kp.run(&["header", &name, "--min-valid", "60"]).ok().stdout;
+    // still valid, but not for --min-valid more seconds: renewed before it expires
+    std::thread::sleep(Duration::from_millis(1200));
+    let renewed = kp.run(&["header", &name, "--min-valid", "1"]).ok().stdout;
     assert_ne!(renewed, header);
     assert_eq!(fake.count("/api/v3/token"), 2);
+    assert_eq!(
+        fake.call("/api/v3/datasources", &header),
+        200,
+        "the old one had not expired yet"
+    );
+    // `keyport refresh` renews now, whatever is left
+    let refreshed = kp.run(&["refresh", &name]).ok();
+    assert!(refreshed.stderr.contains("renewed"), "{refreshed:#?}");
+    assert_eq!(fake.count("/api/v3/token"), 3);
 
     // Keyport never hands out a token the API rejects, through expiry after expiry.
     let until = std::time::Instant::now() + Duration::from_secs(5);
@@ -491,10 +501,7 @@ fn vendor_errors_and_endpoint_faults_leave_the_token_alone() {
     let (op, scoped, widget) = airbyte(&kp, &fake);
     kp.run(&["token", &scoped]).ok();
     let stored = secret_tool_lookup("keyport-token", &scoped).unwrap();
-    let expired_run = |extra: &str| {
-        kp.run(&["token", &scoped, "--min-valid", "100000"])
-            .fails_with(extra)
-    };
+    let expired_run = |extra: &str| kp.run(&["refresh", &scoped]).fails_with(extra);
 
     let cases: Vec<(Fault, &str)> = vec![
         (Fault::Answer(401, r#"{"detail": "Invalid authentication credentials"}"#.into()), "answered 401: Invalid authentication credentials; check the profile's credentials"),
@@ -519,7 +526,7 @@ fn vendor_errors_and_endpoint_faults_leave_the_token_alone() {
     fake.set_fault(Fault::Slow(Duration::from_secs(3)));
     let r = kp
         .command()
-        .args(["token", &scoped, "--min-valid", "100000"])
+        .args(["refresh", &scoped])
         .env("KEYPORT_HTTP_TIMEOUT", "1")
         .output()
         .unwrap();

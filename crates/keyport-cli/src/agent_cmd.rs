@@ -74,10 +74,13 @@ pub fn agent(args: AgentArgs) -> Result<()> {
     if !args.foreground {
         return start_background(&args.passthrough);
     }
+    use_one_malloc_arena();
     let kp = Arc::new(Keyport::open()?);
     kp.load()?; // a broken config file is reported before anything starts
+                // Small on purpose: the agent mostly sleeps; keychain work is sequential.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(4)
         .enable_all()
         .build()?;
     rt.block_on(async move {
@@ -113,6 +116,24 @@ pub fn agent(args: AgentArgs) -> Result<()> {
         eprintln!("keyport agent stopped");
         anyhow::Ok(())
     })
+}
+
+/// glibc gives every thread that allocates its own malloc arena and keeps freed memory in
+/// it; for a process that mostly sleeps that is most of its memory (measured: 13 MB -> 6 MB
+/// of heap with 1,000 profiles, docs/BENCHMARKS.md). The arena limit is read at start-up
+/// only, so the agent re-executes itself (same pid) with it set, unless the user set it.
+fn use_one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        if let Ok(exe) = std::env::current_exe() {
+            use std::os::unix::process::CommandExt;
+            let err = std::process::Command::new(exe)
+                .args(std::env::args_os().skip(1))
+                .env("MALLOC_ARENA_MAX", "1")
+                .exec();
+            eprintln!("keyport agent: could not limit malloc arenas ({err}); going on");
+        }
+    }
 }
 
 /// Starts `keyport agent --foreground` detached, and returns once it answers.

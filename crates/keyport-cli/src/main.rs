@@ -10,6 +10,8 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
+// The agent's control channel is a unix socket: this binary targets Linux and macOS for
+// now (Windows would need a named pipe; docs/ARCHITECTURE.md).
 mod agent_cmd;
 
 use anyhow::{bail, Result};

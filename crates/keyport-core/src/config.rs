@@ -236,18 +236,20 @@ fn parse(path: &Path, text: &str) -> Result<Config> {
         }
         profiles.insert(name, (line, prof));
     }
-    for (name, (line, prof)) in &profiles {
+    let (lines, profiles): (BTreeMap<String, usize>, BTreeMap<String, Profile>) = profiles
+        .into_iter()
+        .map(|(n, (line, p))| ((n.clone(), line), (n, p)))
+        .unzip();
+    for (name, prof) in &profiles {
         let preset = preset::get(&prof.preset).expect("checked above");
-        let all: BTreeMap<String, Profile> = profiles
-            .iter()
-            .map(|(n, (_, p))| (n.clone(), p.clone()))
-            .collect();
-        profile::check_parent(name, prof, preset, &all)
-            .map_err(|e| config_error(format!("line {line}, profile '{name}': "), e.to_string()))?;
+        profile::check_parent(name, prof, preset, &profiles).map_err(|e| {
+            config_error(
+                format!("line {}, profile '{name}': ", lines[name]),
+                e.to_string(),
+            )
+        })?;
     }
-    Ok(Config {
-        profiles: profiles.into_iter().map(|(n, (_, p))| (n, p)).collect(),
-    })
+    Ok(Config { profiles })
 }
 
 /// "line N, field F: " for a byte span of `text`.

@@ -135,6 +135,18 @@ mod tests {
     }
 
     #[test]
+    fn min_valid_is_capped_at_half_the_lifetime() {
+        use crate::engine::effective_min_valid;
+        let (o, x) = (
+            datetime!(2026-01-01 0:00 UTC),
+            datetime!(2026-01-01 0:00:10 UTC),
+        );
+        assert_eq!(effective_min_valid(30, Some(o), Some(x)), 5);
+        assert_eq!(effective_min_valid(3, Some(o), Some(x)), 3);
+        assert_eq!(effective_min_valid(30, None, Some(x)), 30);
+    }
+
+    #[test]
     fn jwt_exp() {
         let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(br#"{"exp":1767225600,"sub":"x"}"#);

@@ -28,6 +28,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::Config;
 use crate::engine::LoginOptions;
 use crate::error::Error;
 use crate::keyport::Keyport;
@@ -165,7 +166,8 @@ enum Kind {
 }
 
 struct Entry {
-    profile: Profile,
+    /// The profile itself lives in the agent's config snapshot; only what is needed here.
+    preset: &'static preset::Preset,
     kind: Kind,
     notify: bool,
     cred: Option<Credential>,
@@ -318,6 +320,7 @@ impl Agent {
         let handle = AgentHandle { tx: tx.clone() };
         let core = Core {
             kp,
+            cfg: Arc::new(Config::default()),
             config: config.clone(),
             notifier,
             entries: BTreeMap::new(),
@@ -343,6 +346,8 @@ impl Agent {
 
 struct Core {
     kp: Arc<Keyport>,
+    /// The profiles as of the last reload; tasks use this snapshot instead of re-reading.
+    cfg: Arc<Config>,
     config: AgentConfig,
     notifier: Arc<dyn Notifier>,
     entries: BTreeMap<String, Entry>,
@@ -462,15 +467,17 @@ impl Core {
 
     /// Reads the config; new or changed profiles are (re)loaded, removed ones dropped.
     fn reload(&mut self) {
-        let profiles = match self.kp.load() {
-            Ok(c) => c.profiles,
+        let cfg = match self.kp.load() {
+            Ok(c) => Arc::new(c),
             Err(err) => {
                 eprintln!("keyport agent: {err}");
                 return;
             }
         };
+        let old = std::mem::replace(&mut self.cfg, cfg.clone());
+        let mut to_load = Vec::new();
         self.entries.retain(|name, e| {
-            let keep = profiles.contains_key(name);
+            let keep = cfg.profiles.contains_key(name);
             if !keep {
                 for w in e.waiters.drain(..) {
                     let _ = w.send(Err((&Error::ProfileNotFound(name.clone())).into()));
@@ -478,23 +485,25 @@ impl Core {
             }
             keep
         });
-        for (name, profile) in profiles {
-            let unchanged = self
-                .entries
-                .get(&name)
-                .is_some_and(|e| e.profile == profile);
+        for (name, profile) in &cfg.profiles {
+            let name = name.clone();
+            let unchanged =
+                self.entries.contains_key(&name) && old.profiles.get(&name) == Some(profile);
             if unchanged {
                 // Secrets or tokens may have changed behind our back (`secret set`,
                 // `keyport login` from another process): look again, without dropping
                 // what we serve meanwhile.
                 if self.entries[&name].kind != Kind::Static {
-                    self.load_entry(&name);
+                    to_load.push(name);
                 } else if let Some(e) = self.entries.get_mut(&name) {
                     e.cred = None;
                 }
                 continue;
             }
-            let kind = kind_of(&profile);
+            let kind = kind_of(profile);
+            let Ok(preset) = preset::get(&profile.preset) else {
+                continue;
+            };
             let static_expiry = (kind == Kind::Static)
                 .then(|| {
                     profile
@@ -533,36 +542,48 @@ impl Core {
                     notified: HashSet::new(),
                     loaded: kind == Kind::Static,
                     loading: false,
-                    profile,
+                    preset,
                 },
             );
             if kind != Kind::Static {
-                self.load_entry(&name);
+                to_load.push(name);
             }
         }
+        self.load_entries(to_load);
     }
 
-    /// Reads the stored token (keychain) in a task of its own.
-    fn load_entry(&mut self, name: &str) {
-        let Some(e) = self.entries.get_mut(name) else {
+    /// Reads the stored tokens of `names` from the keychain, one after the other, on one
+    /// blocking thread (the keychain is not re-entrant, and a thousand parallel D-Bus
+    /// sessions would only cost memory). Each result arrives as its own message.
+    fn load_entries(&mut self, names: Vec<String>) {
+        let mut batch = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(e) = self.entries.get_mut(&name) else {
+                continue;
+            };
+            e.epoch = self.next_epoch;
+            self.next_epoch += 1;
+            e.loading = true;
+            batch.push((name, e.epoch));
+        }
+        if batch.is_empty() {
             return;
-        };
-        e.epoch = self.next_epoch;
-        self.next_epoch += 1;
-        e.loading = true;
-        let (kp, tx, name, epoch) = (self.kp.clone(), self.tx.clone(), name.to_string(), e.epoch);
-        tokio::spawn(async move {
-            let result = tokio::task::spawn_blocking({
-                let name = name.clone();
-                move || kp.stored_credential(&name)
-            })
-            .await
-            .unwrap_or_else(|e| Err(Error::invalid("agent", e.to_string())));
-            let _ = tx.send(Msg::Loaded {
-                name,
-                epoch,
-                result,
-            });
+        }
+        let (kp, tx, cfg) = (self.kp.clone(), self.tx.clone(), self.cfg.clone());
+        tokio::task::spawn_blocking(move || {
+            for (name, epoch) in batch {
+                let result = kp.stored_credential_in(&cfg, &name);
+                if tx
+                    .send(Msg::Loaded {
+                        name,
+                        epoch,
+                        result,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
         });
     }
 
@@ -659,9 +680,10 @@ impl Core {
             return;
         }
         if let Some(c) = &e.cred {
+            let min = crate::engine::effective_min_valid(min_valid, c.obtained_at, c.expires_at);
             let ok = c
                 .expires_at
-                .is_none_or(|x| x - t >= time::Duration::seconds(min_valid));
+                .is_none_or(|x| x - t >= time::Duration::seconds(min));
             if ok {
                 let _ = reply.send(Ok(c.clone()));
                 return;
@@ -703,10 +725,11 @@ impl Core {
             e.epoch,
             e.kind,
         );
+        let cfg = self.cfg.clone();
         tokio::spawn(async move {
             let result = match kind {
-                Kind::Static => kp.credential_valid_for(&name, 0).await,
-                _ => kp.renew(&name, newer_than).await,
+                Kind::Static => kp.credential_valid_for_in(&cfg, &name, 0).await,
+                _ => kp.renew_in(&cfg, &name, newer_than).await,
             };
             let _ = tx.send(Msg::Renewed {
                 name,
@@ -878,10 +901,10 @@ impl Core {
                     .ok()
             })
             .unwrap_or_default();
-        let fix = match (e.kind, e.profile.preset.as_str()) {
-            (Kind::Interactive, _) => format!("Log in again: keyport login {name}"),
-            (Kind::Static, _) => format!("Paste a new token: keyport secret set {name} token"),
-            _ => format!("Check it with: keyport token {name}"),
+        let fix = match e.kind {
+            Kind::Interactive => format!("Log in again: keyport login {name}"),
+            Kind::Static => format!("Paste a new token: keyport secret set {name} token"),
+            Kind::Fetched => format!("Check it with: keyport token {name}"),
         };
         let cause = if cause.is_empty() {
             String::new()
@@ -930,19 +953,16 @@ impl Core {
     fn status(&self) -> Vec<ProfileStatus> {
         self.entries
             .iter()
-            .map(|(name, e)| {
-                let p = preset::get(&e.profile.preset).ok();
-                ProfileStatus {
-                    name: name.clone(),
-                    preset: e.profile.preset.clone(),
-                    scheme: p.map_or("?", |p| p.scheme_name()).to_string(),
-                    state: e.state,
-                    expires_at: e.expires_at(),
-                    next_refresh_at: e.next_refresh_at,
-                    last_refresh_at: e.last_refresh_at,
-                    failures: e.failures,
-                    last_error: e.last_error.clone(),
-                }
+            .map(|(name, e)| ProfileStatus {
+                name: name.clone(),
+                preset: e.preset.name.clone(),
+                scheme: e.preset.scheme_name().to_string(),
+                state: e.state,
+                expires_at: e.expires_at(),
+                next_refresh_at: e.next_refresh_at,
+                last_refresh_at: e.last_refresh_at,
+                failures: e.failures,
+                last_error: e.last_error.clone(),
             })
             .collect()
     }

@@ -46,6 +46,12 @@ pub(crate) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     fn new(kp: &'a Keyport, cfg: &'a Config, name: &'a str) -> Result<Self> {
+        Self::with(kp, cfg, name, true)
+    }
+
+    /// `with_secrets = false` when only stored token state is needed (no keychain read for
+    /// the secrets item).
+    fn with(kp: &'a Keyport, cfg: &'a Config, name: &'a str, with_secrets: bool) -> Result<Self> {
         let profile = cfg.get(name)?;
         let preset = preset::get(&profile.preset)?;
         let parent = profile
@@ -57,7 +63,11 @@ impl<'a> Ctx<'a> {
             name,
             profile,
             preset,
-            secrets: SecretBundle::load(kp.store(), name)?,
+            secrets: if with_secrets {
+                SecretBundle::load(kp.store(), name)?
+            } else {
+                SecretBundle::default()
+            },
             parent,
             http: HttpOptions {
                 allow_insecure_http: profile.allow_insecure_http,
@@ -147,7 +157,35 @@ impl Want {
     }
 
     pub fn met_by(&self, t: &TokenState, now: OffsetDateTime) -> bool {
-        t.valid_for(now, self.min_valid) && self.newer_than.is_none_or(|n| t.obtained_at > n)
+        t.valid_for(
+            now,
+            effective_min_valid(self.min_valid, Some(t.obtained_at), t.expires_at),
+        ) && self.newer_than.is_none_or(|n| t.obtained_at > n)
+    }
+
+    /// After waiting for the lock: a token another process obtained meanwhile is the
+    /// freshest there is; use it if it is still valid at all.
+    pub fn met_after_wait(
+        &self,
+        t: &TokenState,
+        now: OffsetDateTime,
+        waited_since: OffsetDateTime,
+    ) -> bool {
+        self.met_by(t, now)
+            || (self.newer_than.is_none() && t.obtained_at >= waited_since && t.valid_for(now, 0))
+    }
+}
+
+/// `min_valid`, capped at half the token's lifetime: asking more of a token than it can ever
+/// have would otherwise renew it on every request.
+pub fn effective_min_valid(
+    min_valid: i64,
+    obtained: Option<OffsetDateTime>,
+    expires: Option<OffsetDateTime>,
+) -> i64 {
+    match (obtained, expires) {
+        (Some(o), Some(x)) => min_valid.min((x - o).whole_seconds() / 2),
+        _ => min_valid,
     }
 }
 
@@ -167,7 +205,17 @@ impl Keyport {
     /// when only an interactive login can help.
     pub async fn credential_valid_for(&self, name: &str, min_valid: i64) -> Result<Credential> {
         let cfg = self.load()?;
-        self.credential_in(&cfg, name, Want::valid_for(min_valid), 0)
+        self.credential_valid_for_in(&cfg, name, min_valid).await
+    }
+
+    /// [`Self::credential_valid_for`] with a config already loaded (the agent's snapshot).
+    pub async fn credential_valid_for_in(
+        &self,
+        cfg: &Config,
+        name: &str,
+        min_valid: i64,
+    ) -> Result<Credential> {
+        self.credential_in(cfg, name, Want::valid_for(min_valid), 0)
             .await
     }
 
@@ -180,18 +228,38 @@ impl Keyport {
         newer_than: Option<OffsetDateTime>,
     ) -> Result<Credential> {
         let cfg = self.load()?;
+        self.renew_in(&cfg, name, newer_than).await
+    }
+
+    /// [`Self::renew`] with a config already loaded (the agent's snapshot).
+    pub async fn renew_in(
+        &self,
+        cfg: &Config,
+        name: &str,
+        newer_than: Option<OffsetDateTime>,
+    ) -> Result<Credential> {
         let want = Want {
             min_valid: 0,
-            newer_than: Some(newer_than.unwrap_or(OffsetDateTime::UNIX_EPOCH)),
+            // Nothing known: anything stored now is too old.
+            newer_than: Some(newer_than.unwrap_or_else(OffsetDateTime::now_utc)),
         };
-        self.credential_in(&cfg, name, want, 0).await
+        self.credential_in(cfg, name, want, 0).await
     }
 
     /// The credential as stored, with no network call: the cached token of a token engine
     /// (if any, even expired), or the rendered static headers.
     pub fn stored_credential(&self, name: &str) -> Result<Option<Credential>> {
-        let cfg = self.load()?;
-        let ctx = Ctx::new(self, &cfg, name)?;
+        self.stored_credential_in(&self.load()?, name)
+    }
+
+    /// [`Self::stored_credential`] with a config already loaded. One keychain read for a
+    /// token engine (its token item), the secrets item for a static scheme.
+    pub fn stored_credential_in(&self, cfg: &Config, name: &str) -> Result<Option<Credential>> {
+        let is_static = !preset::get(&cfg.get(name)?.preset)?
+            .auth
+            .scheme
+            .is_token_engine();
+        let ctx = Ctx::with(self, cfg, name, is_static)?;
         match &ctx.preset.auth.scheme {
             SchemeSpec::Login(_) => {
                 Ok(TokenState::load(ctx.store, name)?.map(|t| ctx.bearer(&t, true)))
@@ -241,8 +309,9 @@ impl Keyport {
                     // Slow path: one process at a time per profile. Whoever waited finds the
                     // token the other one saved.
                     let _lock = lock(name).await?;
-                    if let Some(t) =
-                        TokenState::load(ctx.store, name)?.filter(|t| want.met_by(t, now))
+                    let after = OffsetDateTime::now_utc();
+                    if let Some(t) = TokenState::load(ctx.store, name)?
+                        .filter(|t| want.met_after_wait(t, after, now))
                     {
                         return Ok(ctx.bearer(&t, true));
                     }

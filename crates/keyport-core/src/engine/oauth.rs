@@ -282,7 +282,11 @@ pub(super) async fn ensure(ctx: &Ctx<'_>, spec: &OAuthSpec, want: &Want) -> Resu
         false => None,
     };
     let cached = load()?;
-    if let Some(t) = cached.as_ref().filter(|t| want.met_by(t, now)) {
+    let after = OffsetDateTime::now_utc();
+    if let Some(t) = cached
+        .as_ref()
+        .filter(|t| want.met_after_wait(t, after, now))
+    {
         return Ok(t.clone());
     }
     match spec.grant {
