@@ -436,3 +436,57 @@ pub fn workspace_claim(jwt: &str) -> Option<String> {
         .as_str()
         .map(str::to_string)
 }
+
+/// Profiles of the seed services pointed at a fake, with the fake's credentials.
+impl Fake {
+    /// An `improvado` profile (workspace 42); Keyport assumes tokens live `token_lifetime` s.
+    pub fn add_improvado(&self, kp: &crate::Keyport, name: &str, token_lifetime: u64) {
+        let (url, lifetime) = (
+            format!("base_url={}/api/v3", self.url),
+            format!("token_lifetime={token_lifetime}"),
+        );
+        let user = format!("username={IMPROVADO_USER}");
+        let args = [
+            "--set",
+            &url,
+            "--set",
+            &user,
+            "--set",
+            "workspace_id=42",
+            "--set",
+            &lifetime,
+        ];
+        kp.add(
+            name,
+            "improvado",
+            &args,
+            &[("password", IMPROVADO_PASSWORD)],
+        );
+    }
+
+    pub fn add_patchworks(&self, kp: &crate::Keyport, name: &str) {
+        let (url, user) = (
+            format!("base_url={}", self.url),
+            format!("username={PATCHWORKS_USER}"),
+        );
+        kp.add(
+            name,
+            "patchworks-login",
+            &["--set", &url, "--set", &user],
+            &[("password", PATCHWORKS_PASSWORD)],
+        );
+    }
+
+    pub fn add_airbyte_operator(&self, kp: &crate::Keyport, name: &str) {
+        let (url, id) = (
+            format!("base_url={}/api/v1", self.url),
+            format!("client_id={AIRBYTE_CLIENT_ID}"),
+        );
+        kp.add(
+            name,
+            "airbyte-operator",
+            &["--set", &url, "--set", &id],
+            &[("client_secret", AIRBYTE_CLIENT_SECRET)],
+        );
+    }
+}

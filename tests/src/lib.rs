@@ -155,6 +155,28 @@ impl Keyport {
         self.run_with(args, "")
     }
 
+    /// `keyport profile add NAME --preset PRESET ARGS...` with `secrets` (field, value) read
+    /// from stdin; must succeed.
+    pub fn add(&self, name: &str, preset: &str, args: &[&str], secrets: &[(&str, &str)]) {
+        let mut full = vec!["profile", "add", name, "--preset", preset];
+        full.extend_from_slice(args);
+        for (field, _) in secrets {
+            full.extend(["--secret", field]);
+        }
+        let stdin: String = secrets.iter().map(|(_, v)| format!("{v}\n")).collect();
+        self.run_with(&full, &stdin).ok();
+    }
+
+    /// A `basic` profile: user `u`, password `pw`.
+    pub fn add_basic(&self, name: &str) {
+        self.add(
+            name,
+            "basic",
+            &["--set", "username=u"],
+            &[("password", "pw")],
+        );
+    }
+
     /// The config file's bytes (empty when there is none).
     pub fn config_bytes(&self) -> Vec<u8> {
         std::fs::read(self.config_file()).unwrap_or_default()

@@ -13,23 +13,7 @@ use serde_json::Value;
 
 fn add_patchworks(kp: &Keyport, fake: &Fake) -> String {
     let name = unique("pw");
-    kp.run_with(
-        &[
-            "profile",
-            "add",
-            &name,
-            "--preset",
-            "patchworks-login",
-            "--set",
-            &format!("base_url={}", fake.url),
-            "--set",
-            &format!("username={PATCHWORKS_USER}"),
-            "--secret",
-            "password",
-        ],
-        &format!("{PATCHWORKS_PASSWORD}\n"),
-    )
-    .ok();
+    fake.add_patchworks(kp, &name);
     name
 }
 
@@ -50,46 +34,10 @@ fn agent_keeps_every_token_valid_for_a_minute() {
     });
     let kp = Keyport::new();
     let imp = unique("imp");
-    kp.run_with(
-        &[
-            "profile",
-            "add",
-            &imp,
-            "--preset",
-            "improvado",
-            "--set",
-            &format!("base_url={}/api/v3", fake.url),
-            "--set",
-            &format!("username={IMPROVADO_USER}"),
-            "--set",
-            "workspace_id=7",
-            "--set",
-            "token_lifetime=3",
-            "--secret",
-            "password",
-        ],
-        &format!("{IMPROVADO_PASSWORD}\n"),
-    )
-    .ok();
+    fake.add_improvado(&kp, &imp, 3);
     let pw = add_patchworks(&kp, &fake);
     let op = unique("op");
-    kp.run_with(
-        &[
-            "profile",
-            "add",
-            &op,
-            "--preset",
-            "airbyte-operator",
-            "--set",
-            &format!("base_url={}/api/v1", fake.url),
-            "--set",
-            &format!("client_id={AIRBYTE_CLIENT_ID}"),
-            "--secret",
-            "client_secret",
-        ],
-        &format!("{AIRBYTE_CLIENT_SECRET}\n"),
-    )
-    .ok();
+    fake.add_airbyte_operator(&kp, &op);
     let scoped = unique("scoped");
     kp.run(&[
         "profile",
@@ -171,27 +119,7 @@ fn sliding_token_is_not_renewed_while_idle() {
     });
     let kp = Keyport::new();
     let imp = unique("imp-idle");
-    kp.run_with(
-        &[
-            "profile",
-            "add",
-            &imp,
-            "--preset",
-            "improvado",
-            "--set",
-            &format!("base_url={}/api/v3", fake.url),
-            "--set",
-            &format!("username={IMPROVADO_USER}"),
-            "--set",
-            "workspace_id=7",
-            "--set",
-            "token_lifetime=2",
-            "--secret",
-            "password",
-        ],
-        &format!("{IMPROVADO_PASSWORD}\n"),
-    )
-    .ok();
+    fake.add_improvado(&kp, &imp, 2);
     let _agent = kp.start_agent(&["--lead", "1", "--no-notifications"], &[]);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
@@ -422,7 +350,8 @@ fn agent_rotates_refresh_tokens_over_many_renewals() {
     }
     assert!(seen.len() >= 7, "only {} access tokens in 15 s", seen.len());
     let s = &kp.status()[&name];
-    assert_eq!(s["state"], "valid", "{s}");
+    assert!(s["state"] == "valid" || s["state"] == "refreshing", "{s}");
+    assert_eq!(s["failures"], 0, "{s}");
     let rt: Value =
         serde_json::from_str(&secret_tool_lookup("keyport-token", &name).unwrap()).unwrap();
     assert!(
@@ -588,21 +517,7 @@ fn profile_changes_take_effect_without_restart() {
 fn one_agent_at_a_time_and_sigterm_stops_it_cleanly() {
     require_session();
     let kp = Keyport::new();
-    kp.run_with(
-        &[
-            "profile",
-            "add",
-            "b",
-            "--preset",
-            "basic",
-            "--set",
-            "username=u",
-            "--secret",
-            "password",
-        ],
-        "pw\n",
-    )
-    .ok();
+    kp.add_basic("b");
     let mut agent = kp.start_agent(&["--no-notifications"], &[]);
     let pid = agent.child.id();
     let o = kp

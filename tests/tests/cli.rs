@@ -346,21 +346,7 @@ fn bad_input_is_one_clear_line_and_saves_nothing() {
     require_session();
     let kp = Keyport::new();
     let existing = unique("existing");
-    kp.run_with(
-        &[
-            "profile",
-            "add",
-            &existing,
-            "--preset",
-            "basic",
-            "--set",
-            "username=u",
-            "--secret",
-            "password",
-        ],
-        "pw\n",
-    )
-    .ok();
+    kp.add_basic(&existing);
     let config_before = kp.config_bytes();
     let name = unique("bad");
     let cases: &[(&[&str], &str, &str)] = &[

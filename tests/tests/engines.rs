@@ -14,29 +14,9 @@ fn json(r: &Run) -> Value {
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:#?}"))
 }
 
-fn improvado(kp: &Keyport, fake: &Fake, lifetime: &str) -> String {
+fn improvado(kp: &Keyport, fake: &Fake, lifetime: u64) -> String {
     let name = unique("improvado");
-    kp.run_with(
-        &[
-            "profile",
-            "add",
-            &name,
-            "--preset",
-            "improvado",
-            "--set",
-            &format!("base_url={}/api/v3", fake.url),
-            "--set",
-            &format!("username={IMPROVADO_USER}"),
-            "--set",
-            "workspace_id=42",
-            "--set",
-            &format!("token_lifetime={lifetime}"),
-            "--secret",
-            "password",
-        ],
-        &format!("{IMPROVADO_PASSWORD}\n"),
-    )
-    .ok();
+    fake.add_improvado(kp, &name, lifetime);
     name
 }
 
@@ -48,7 +28,7 @@ fn improvado_token_is_fetched_as_the_seed_says_cached_and_refetched() {
         ..Default::default()
     });
     let kp = Keyport::new();
-    let name = improvado(&kp, &fake, "2");
+    let name = improvado(&kp, &fake, 2);
 
     let header = kp.run(&["header", &name, "--min-valid", "1"]).ok().stdout;
     assert!(
@@ -138,7 +118,7 @@ fn improvado_fake_renews_on_use_and_rejects_idle_tokens() {
         ..Default::default()
     });
     let kp = Keyport::new();
-    let name = improvado(&kp, &fake, "1800");
+    let name = improvado(&kp, &fake, 1800);
     let header = kp.run(&["header", &name]).ok().stdout;
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(1200));
@@ -166,23 +146,7 @@ fn patchworks_login_uses_expires_in() {
     });
     let kp = Keyport::new();
     let name = unique("pwlogin");
-    kp.run_with(
-        &[
-            "profile",
-            "add",
-            &name,
-            "--preset",
-            "patchworks-login",
-            "--set",
-            &format!("base_url={}", fake.url),
-            "--set",
-            &format!("username={PATCHWORKS_USER}"),
-            "--secret",
-            "password",
-        ],
-        &format!("{PATCHWORKS_PASSWORD}\n"),
-    )
-    .ok();
+    fake.add_patchworks(&kp, &name);
     let j = json(&kp.run(&["token", &name, "--json", "--min-valid", "1"]).ok());
     let token = j["headers"]["Authorization"]
         .as_str()
@@ -244,23 +208,7 @@ fn patchworks_login_uses_expires_in() {
 
 fn airbyte(kp: &Keyport, fake: &Fake) -> (String, String, String) {
     let (op, scoped, widget) = (unique("ab-op"), unique("ab-scoped"), unique("ab-widget"));
-    kp.run_with(
-        &[
-            "profile",
-            "add",
-            &op,
-            "--preset",
-            "airbyte-operator",
-            "--set",
-            &format!("base_url={}/api/v1", fake.url),
-            "--set",
-            &format!("client_id={AIRBYTE_CLIENT_ID}"),
-            "--secret",
-            "client_secret",
-        ],
-        &format!("{AIRBYTE_CLIENT_SECRET}\n"),
-    )
-    .ok();
+    fake.add_airbyte_operator(kp, &op);
     kp.run(&[
         "profile",
         "add",
@@ -596,23 +544,7 @@ fn generic_login_endpoint_and_token_exchange() {
         .fails_with("not valid JSON");
 
     let op = unique("generic-op");
-    kp.run_with(
-        &[
-            "profile",
-            "add",
-            &op,
-            "--preset",
-            "airbyte-operator",
-            "--set",
-            &format!("base_url={}/api/v1", fake.url),
-            "--set",
-            &format!("client_id={AIRBYTE_CLIENT_ID}"),
-            "--secret",
-            "client_secret",
-        ],
-        &format!("{AIRBYTE_CLIENT_SECRET}\n"),
-    )
-    .ok();
+    fake.add_airbyte_operator(&kp, &op);
     let ex = unique("generic-exchange");
     kp.run(&[
         "profile",

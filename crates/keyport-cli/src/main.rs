@@ -229,15 +229,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status { json, watch } => agent_cmd::status(json, watch),
         Command::Refresh { name } => {
             let cred = agent_cmd::refresh(&name)?;
-            let until = cred
-                .expires_at
-                .and_then(|t| {
-                    t.format(&time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-                .map(|t| format!(", valid until {t}"))
-                .unwrap_or_default();
-            eprintln!("renewed '{name}'{until}");
+            eprintln!("renewed '{name}'{}", valid_until(&cred));
             Ok(())
         }
         Command::Presets { json } => presets(json),
@@ -254,15 +246,7 @@ fn run(cli: Cli) -> Result<()> {
                 timeout: std::time::Duration::from_secs(timeout),
             };
             let cred = block_on(kp.login(&name, &opts))??;
-            let until = cred
-                .expires_at
-                .and_then(|t| {
-                    t.format(&time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-                .map(|t| format!(", token valid until {t}"))
-                .unwrap_or_default();
-            eprintln!("logged in '{name}'{until}");
+            eprintln!("logged in '{name}'{}", valid_until(&cred));
             agent_cmd::reload();
             Ok(())
         }
@@ -332,6 +316,17 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
     }
+}
+
+/// ", valid until <RFC 3339>" when the expiry is known.
+fn valid_until(cred: &keyport_core::scheme::Credential) -> String {
+    cred.expires_at
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map(|t| format!(", valid until {t}"))
+        .unwrap_or_default()
 }
 
 /// `keyport token`: the credential without its scheme word for basic and bearer (the base64
