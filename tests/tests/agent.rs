@@ -502,6 +502,18 @@ fn profile_changes_take_effect_without_restart() {
         .ok();
     kp.run(&["header", &pw])
         .fails_with("These credentials do not match our records.");
+    // A refused password is not retried (it could lock the account) until something changes.
+    let tries = fake.count("/fabric/api/login");
+    for _ in 0..3 {
+        kp.run(&["header", &pw])
+            .fails_with("These credentials do not match our records.");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        fake.count("/fabric/api/login"),
+        tries,
+        "no retries of a 401"
+    );
     kp.run_with(
         &["secret", "set", &pw, "password"],
         &format!("{PATCHWORKS_PASSWORD}\n"),

@@ -577,6 +577,18 @@ fn pasted_bearer_token_past_its_expiry_is_refused() {
     kp.run(&["profile", "rm", &name]).ok();
 }
 
+/// The runtime dir holds the agent's socket: a symlink there (e.g. planted in a shared /tmp)
+/// is refused.
+#[test]
+fn a_runtime_dir_that_is_a_symlink_is_refused() {
+    let kp = Keyport::new();
+    let real = kp.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&real).unwrap();
+    std::os::unix::fs::symlink(&real, kp.dir.path().join("run")).unwrap();
+    kp.run(&["agent", "--foreground"])
+        .fails_with("is not a directory (a symlink?)");
+}
+
 /// Without a session bus there is no keychain: one line saying what to start.
 #[test]
 fn no_session_bus_is_a_clear_error() {

@@ -540,6 +540,30 @@ fn generic_login_endpoint_and_token_exchange() {
     // username is set, so the generic preset also sends Basic auth; the fake ignores it
     let h = kp.run(&["header", &login]).ok().stdout;
     assert_eq!(fake.call("/api/v1/flows", &h), 200);
+    // A secret in the URL (some APIs want the key in the query) never reaches an error,
+    // not even percent-encoded.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let keyed = unique("keyed");
+    kp.add(
+        &keyed,
+        "login-endpoint",
+        &[
+            "--set",
+            &format!("url=http://127.0.0.1:{dead}/login?key={{api_key}}"),
+        ],
+        &[("api_key", "k3y w1th@space")],
+    );
+    let r = kp.run(&["token", &keyed]).fails_with("cannot be reached");
+    assert!(r.stderr.contains("key=[redacted]"), "{r:#?}");
+    assert!(
+        !r.stderr.contains("k3y") && !r.stderr.contains("w1th"),
+        "{r:#?}"
+    );
+    kp.run(&["profile", "rm", &keyed]).ok();
     kp.run(&["profile", "set", &login, "body={not json"])
         .fails_with("not valid JSON");
 

@@ -92,6 +92,9 @@ fn browser_login_refresh_rotation_force_and_logout() {
 
     let r = browser.run(&kp, "approve", &["login", &name, "--timeout", "30"]);
     assert_eq!(r.code, 0, "{r:#?}\n{}", browser.text());
+    eventually("the browser to get the success page", || {
+        browser.text().contains("CALLBACK 200")
+    });
     let visited = browser.text();
     assert!(visited.contains("code_challenge_method=S256"), "{visited}");
     assert!(
@@ -162,6 +165,12 @@ fn browser_login_refresh_rotation_force_and_logout() {
     let old_rt = stored(&name)["refresh_token"].as_str().unwrap().to_string();
 
     // logout revokes at the provider and forgets the state
+    // Settings that don't affect the token keep the session.
+    kp.run(&["profile", "set", &name, "notify=false"]).ok();
+    assert!(
+        secret_tool_lookup("keyport-token", &name).is_some(),
+        "notify=false must not log out"
+    );
     let r = kp.run(&["logout", &name]).ok();
     assert!(
         r.stderr.contains("revoked at the identity provider"),
@@ -191,10 +200,10 @@ fn failed_logins_say_why_and_store_nothing() {
             .contains("the identity provider refused: access_denied"),
         "{r:#?}"
     );
-    assert!(
-        browser.text().contains("CALLBACK 400"),
-        "the browser sees the error page"
-    );
+    // (the browser runs detached: its last line may come just after keyport exits)
+    eventually("the browser to see the error page", || {
+        browser.text().contains("CALLBACK 400")
+    });
 
     let r = browser.run(&kp, "wrong-state", &["login", &name, "--timeout", "30"]);
     assert_eq!(r.code, 1, "{r:#?}");

@@ -83,6 +83,8 @@ pub enum Error {
     Endpoint {
         what: &'static str,
         url: String,
+        /// The HTTP status when the endpoint answered (4xx: a person must fix something).
+        status: Option<u16>,
         message: String,
     },
 
@@ -98,6 +100,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// Can only a person fix this (wrong credentials or settings), as opposed to a failure
+    /// worth retrying later (network, 5xx, a locked keychain)?
+    pub fn needs_person(&self) -> bool {
+        match self {
+            Error::Endpoint {
+                status: Some(s), ..
+            } => (400..500).contains(s) && !matches!(s, 408 | 429),
+            Error::Endpoint { .. } | Error::Keychain(_) | Error::Io { .. } => false,
+            _ => true,
+        }
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::InvalidValue {
             field: field.into(),

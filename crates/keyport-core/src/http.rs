@@ -60,11 +60,17 @@ pub fn check_endpoint(field: &str, url: &str, opts: &HttpOptions) -> Result<reqw
     reqwest::Url::parse(url).map_err(|e| Error::invalid(field, e.to_string()))
 }
 
-/// Replaces every secret value in `text` with `[redacted]`.
+/// Replaces every secret value in `text` with `[redacted]`, also where it appears
+/// percent-encoded (error messages may quote a URL that carried it).
 pub fn scrub<'a>(mut text: String, secrets: impl IntoIterator<Item = &'a str>) -> String {
     for s in secrets {
-        if s.len() >= 3 {
-            text = text.replace(s, "[redacted]");
+        if s.len() < 3 {
+            continue;
+        }
+        let form: String = url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
+        let path = form.replace('+', "%20");
+        for variant in [s, form.as_str(), path.as_str()] {
+            text = text.replace(variant, "[redacted]");
         }
     }
     text
@@ -227,6 +233,13 @@ mod tests {
         assert_eq!(
             scrub("bad password hunter2!".into(), ["hunter2"]),
             "bad password [redacted]!"
+        );
+        assert_eq!(
+            scrub(
+                "GET https://x/login?key=p%40ss%20w and p%40ss+w".into(),
+                ["p@ss w"]
+            ),
+            "GET https://x/login?key=[redacted] and [redacted]"
         );
     }
 }

@@ -153,10 +153,7 @@ impl Keyport {
     /// `keyport profile set NAME FIELD=VALUE`.
     pub fn set(&self, name: &str, field: &str, value: &str) -> Result<()> {
         self.config.update(|cfg| {
-            let prof = cfg
-                .profiles
-                .get_mut(name)
-                .ok_or_else(|| Error::ProfileNotFound(name.to_string()))?;
+            let prof = cfg.get(name)?.clone();
             let preset = preset::get(&prof.preset)?;
             let mut changed = prof.clone();
             changed.apply_setting(preset, field, value)?;
@@ -164,9 +161,16 @@ impl Keyport {
             let mut all = cfg.profiles.clone();
             all.insert(name.to_string(), changed.clone());
             profile::check_parent(name, &changed, preset, &all)?;
+            // A token obtained with other settings may be for another workspace, user...;
+            // `notify`, extra headers and the like don't touch it (and forgetting an OAuth
+            // session would force a new browser login).
+            let token_changed = changed.settings != prof.settings
+                || changed.allow_insecure_http != prof.allow_insecure_http
+                || changed.ca_file != prof.ca_file;
             cfg.profiles.insert(name.to_string(), changed);
-            // A token obtained with the old settings may be for another workspace, user...
-            self.store.delete(&ItemKey::token(name))?;
+            if token_changed {
+                self.store.delete(&ItemKey::token(name))?;
+            }
             Ok(())
         })
     }

@@ -28,7 +28,46 @@ pub fn runtime_dir() -> Result<PathBuf> {
         path: dir.clone(),
         source,
     })?;
+    #[cfg(unix)]
+    check_private(&dir)?;
     Ok(dir)
+}
+
+/// The runtime dir holds the agent's socket: it must be ours, a real directory (not a
+/// symlink), and closed to others. In a shared /tmp another user could have made it first.
+#[cfg(unix)]
+fn check_private(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let bad = |why: &str| Error::Config {
+        path: dir.to_path_buf(),
+        location: String::new(),
+        message: format!(
+            "the runtime dir {why}: remove it, or set KEYPORT_RUNTIME_DIR to a private directory"
+        ),
+    };
+    let meta = fs::symlink_metadata(dir).map_err(|source| Error::Io {
+        action: "cannot inspect runtime dir",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(bad("is not a directory (a symlink?)"));
+    }
+    // Our uid: the owner of a file we just created.
+    let probe = tempfile::tempfile_in(dir).map_err(|source| Error::Io {
+        action: "cannot write in runtime dir",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mine = probe.metadata().map(|m| m.uid()).unwrap_or(u32::MAX);
+    if meta.uid() != mine {
+        return Err(bad("belongs to another user"));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|_| bad("is open to other users"))?;
+    }
+    Ok(())
 }
 
 /// An exclusive lock on one profile's token, across processes; released on drop.

@@ -197,6 +197,8 @@ impl Mode0600 for fs::OpenOptions {
 pub async fn serve(listener: &UnixListener, handle: AgentHandle) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // e.g. out of file descriptors: don't spin
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
         let handle = handle.clone();

@@ -181,8 +181,13 @@ struct Entry {
     in_flight: bool,
     waiters: Vec<Reply<Credential>>,
     used_since_fetch: bool,
-    /// Bumped when the profile is (re)loaded: results of older work are dropped.
-    epoch: u64,
+    /// Sequence number of the latest keychain read; older reads' results are dropped.
+    load_seq: u64,
+    /// Sequence number of the latest renewal; only its result clears `in_flight`.
+    renewal_seq: u64,
+    /// The last renewal failed in a way only a person can fix (e.g. a wrong password):
+    /// don't try again until the profile or its secrets change (a reload).
+    blocked: bool,
     /// Events already notified for the current token.
     notified: HashSet<Event>,
     loaded: bool,
@@ -361,12 +366,9 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-/// Errors a person must fix (no point retrying on a timer).
+/// Errors a person must fix (no point retrying on a timer): wrong credentials or settings.
 fn needs_person(e: &Error) -> bool {
-    !matches!(
-        e,
-        Error::Endpoint { .. } | Error::Keychain(_) | Error::Io { .. }
-    )
+    e.needs_person()
 }
 
 impl Core {
@@ -450,10 +452,13 @@ impl Core {
             Msg::LoggedIn { name, result } => match result {
                 Ok(cred) => {
                     if let Some(e) = self.entries.get_mut(&name) {
-                        e.epoch = self.next_epoch;
+                        // The login supersedes any renewal still running (its result, from
+                        // the old session, will be ignored).
+                        e.renewal_seq = self.next_epoch;
                         self.next_epoch += 1;
-                        let epoch = e.epoch;
-                        self.renewed(name, epoch, Ok(cred));
+                        e.in_flight = true; // as if this were the renewal; renewed() settles it
+                        let seq = e.renewal_seq;
+                        self.renewed(name, seq, Ok(cred));
                     }
                 }
                 Err(err) => {
@@ -538,7 +543,9 @@ impl Core {
                     in_flight: false,
                     waiters,
                     used_since_fetch: false,
-                    epoch: 0,
+                    load_seq: 0,
+                    renewal_seq: 0,
+                    blocked: false,
                     notified: HashSet::new(),
                     loaded: kind == Kind::Static,
                     loading: false,
@@ -561,10 +568,10 @@ impl Core {
             let Some(e) = self.entries.get_mut(&name) else {
                 continue;
             };
-            e.epoch = self.next_epoch;
+            e.load_seq = self.next_epoch;
             self.next_epoch += 1;
             e.loading = true;
-            batch.push((name, e.epoch));
+            batch.push((name, e.load_seq));
         }
         if batch.is_empty() {
             return;
@@ -572,7 +579,16 @@ impl Core {
         let (kp, tx, cfg) = (self.kp.clone(), self.tx.clone(), self.cfg.clone());
         tokio::task::spawn_blocking(move || {
             for (name, epoch) in batch {
-                let result = kp.stored_credential_in(&cfg, &name);
+                // A panic in one read must not leave the others (and their waiters) hanging.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    kp.stored_credential_in(&cfg, &name)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(Error::invalid(
+                        "agent",
+                        "reading the stored token failed unexpectedly",
+                    ))
+                });
                 if tx
                     .send(Msg::Loaded {
                         name,
@@ -590,11 +606,13 @@ impl Core {
     fn loaded(&mut self, name: String, epoch: u64, result: Result<Option<Credential>, Error>) {
         let t = now();
         let lead = self.config.lead;
-        let Some(e) = self.entries.get_mut(&name).filter(|e| e.epoch == epoch) else {
+        let Some(e) = self.entries.get_mut(&name).filter(|e| e.load_seq == epoch) else {
             return;
         };
         e.loaded = true;
         e.loading = false;
+        // A reload means the user changed something: worth trying again.
+        e.blocked = false;
         match result {
             Ok(Some(cred)) if cred.expires_at.is_none_or(|x| x > t) => {
                 let same = e
@@ -689,7 +707,28 @@ impl Core {
                 return;
             }
         }
-        if e.state == State::LoginRequired && !e.in_flight {
+        let backing_off = e.state == State::Error && e.next_refresh_at.is_some_and(|r| r > t);
+        if !e.in_flight && (e.blocked || backing_off) {
+            // Don't hammer an endpoint that just failed (a wrong password could lock the
+            // account): serve the old token while it lasts, else the last error, until the
+            // backoff ends or something changes.
+            let unexpired = e
+                .cred
+                .clone()
+                .filter(|c| c.expires_at.is_none_or(|x| x > t));
+            let _ = reply.send(match unexpired {
+                Some(c) => Ok(c),
+                None => Err(AgentError {
+                    kind: "error".into(),
+                    message: e
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| "renewal failed".into()),
+                }),
+            });
+            return;
+        }
+        if e.state == State::LoginRequired && e.kind == Kind::Interactive && !e.in_flight {
             let msg = e
                 .last_error
                 .clone()
@@ -714,6 +753,8 @@ impl Core {
             return;
         }
         e.in_flight = true;
+        e.renewal_seq = self.next_epoch;
+        self.next_epoch += 1;
         if e.kind != Kind::Static {
             e.state = State::Refreshing;
         }
@@ -722,15 +763,28 @@ impl Core {
             self.kp.clone(),
             self.tx.clone(),
             name.to_string(),
-            e.epoch,
+            e.renewal_seq,
             e.kind,
         );
         let cfg = self.cfg.clone();
         tokio::spawn(async move {
-            let result = match kind {
-                Kind::Static => kp.credential_valid_for_in(&cfg, &name, 0).await,
-                _ => kp.renew_in(&cfg, &name, newer_than).await,
-            };
+            // The work runs in a task of its own so that even a panic in it becomes an
+            // answer (otherwise `in_flight` would stay set and waiters would hang).
+            let work = tokio::spawn({
+                let name = name.clone();
+                async move {
+                    match kind {
+                        Kind::Static => kp.credential_valid_for_in(&cfg, &name, 0).await,
+                        _ => kp.renew_in(&cfg, &name, newer_than).await,
+                    }
+                }
+            });
+            let result = work.await.unwrap_or_else(|e| {
+                Err(Error::invalid(
+                    "agent",
+                    format!("the renewal failed unexpectedly ({e})"),
+                ))
+            });
             let _ = tx.send(Msg::Renewed {
                 name,
                 epoch,
@@ -750,10 +804,8 @@ impl Core {
         let Some(e) = self.entries.get_mut(&name) else {
             return;
         };
-        if e.epoch != epoch {
-            // The profile was reloaded meanwhile; this result belongs to the old one.
-            e.in_flight = false;
-            self.start_renewal_if_waiting(&name);
+        if e.renewal_seq != epoch || !e.in_flight {
+            // Superseded (a login, or the profile was replaced): newer work owns the entry.
             return;
         }
         e.in_flight = false;
@@ -768,8 +820,10 @@ impl Core {
                 if e.kind != Kind::Static {
                     e.last_refresh_at = Some(t);
                 }
+                // Never sooner than the backoff base: a token that arrives already expired
+                // (clock skew, expires_in 0) must not make us renew in a tight loop.
                 e.next_refresh_at = match (cred.obtained_at, cred.expires_at, cred.refreshable) {
-                    (Some(o), Some(x), true) => Some(refresh_at(o, x, lead, jitter)),
+                    (Some(o), Some(x), true) => Some(refresh_at(o, x, lead, jitter).max(t + base)),
                     _ => None,
                 };
                 for w in e.waiters.drain(..) {
@@ -798,6 +852,7 @@ impl Core {
                     self.login_required(&name, msg);
                 } else if needs_person(&err) || e.kind == Kind::Static {
                     e.next_refresh_at = None;
+                    e.blocked = e.kind != Kind::Static;
                     e.state = if old.is_some() {
                         State::Expiring
                     } else {
@@ -816,16 +871,6 @@ impl Core {
                     }
                 }
             }
-        }
-    }
-
-    fn start_renewal_if_waiting(&mut self, name: &str) {
-        if self
-            .entries
-            .get(name)
-            .is_some_and(|e| !e.waiters.is_empty())
-        {
-            self.start_renewal(name);
         }
     }
 
@@ -888,12 +933,15 @@ impl Core {
         let Some(e) = self.entries.get_mut(name) else {
             return;
         };
-        if !self.config.notifications || !e.notify || !e.notified.insert(event) {
+        if !self.config.notifications || !e.notify || e.notified.contains(&event) {
             return;
         }
+        // Rate-limited first, recorded after: an event dropped by the limit can still be
+        // told when it happens again.
         if !self.rate.allow(t) {
             return;
         }
+        e.notified.insert(event);
         let when = e
             .expires_at()
             .and_then(|x| {

@@ -53,8 +53,9 @@ fn platform_opener() -> Option<Command> {
     if cfg!(target_os = "macos") {
         Some(Command::new("open"))
     } else if cfg!(windows) {
-        let mut c = Command::new("cmd");
-        c.args(["/C", "start", ""]);
+        // Not `cmd /C start`: cmd would split the URL at every '&'.
+        let mut c = Command::new("rundll32");
+        c.arg("url.dll,FileProtocolHandler");
         Some(c)
     } else if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
     {

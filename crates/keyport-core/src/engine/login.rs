@@ -106,7 +106,7 @@ pub(super) async fn fetch(
             required(ctx, t, field)?
         }
     };
-    let url = http::check_endpoint("url", &url_text, &ctx.http)?;
+    let url = http::check_endpoint("url", &url_text, &ctx.http).map_err(|e| ctx.scrub_err(e))?;
     let method = required(ctx, &spec.method, "method")?;
     let client = http::client(&ctx.http)?;
     let mut req = match method.as_str() {
@@ -160,12 +160,14 @@ pub(super) async fn fetch(
         req = req.json(&body.unwrap_or_else(|| Value::Object(Default::default())));
     }
 
-    let what = "token endpoint";
-    let fail = |message: String| Error::Endpoint {
-        what,
-        url: url_text.clone(),
+    // The URL may carry a secret (a key in the query): scrubbed like the message.
+    let fail_with = |status: Option<u16>, message: String| Error::Endpoint {
+        what: "token endpoint",
+        url: ctx.scrub(url_text.clone()),
+        status,
         message: ctx.scrub(message),
     };
+    let fail = |message: String| fail_with(None, message);
     let resp = req.send().await.map_err(|e| fail(describe_transport(&e)))?;
     let status = resp.status().as_u16();
     let bytes = resp
@@ -173,7 +175,7 @@ pub(super) async fn fetch(
         .await
         .map_err(|e| fail(describe_transport(&e)))?;
     if !(200..300).contains(&status) {
-        return Err(fail(describe_status(status, &bytes)));
+        return Err(fail_with(Some(status), describe_status(status, &bytes)));
     }
     let json: Value = serde_json::from_slice(&bytes).map_err(|_| {
         fail(format!(

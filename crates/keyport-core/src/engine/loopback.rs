@@ -78,6 +78,7 @@ impl Receiver {
         let accept = async {
             loop {
                 let Ok((stream, _)) = self.listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await; // don't spin
                     continue;
                 };
                 if let Some(result) = handle(stream, self.port, state).await {
@@ -173,13 +174,15 @@ async fn handle(
             .find(|(n, _)| n == k)
             .map(|(_, v)| v.into_owned())
     };
-    let result = if let Some(error) = q("error") {
+    // `state` first, for every answer: without it a forged request could end the login
+    // (even with an error text of its choosing).
+    let result = if q("state").as_deref() != Some(state) {
+        Err(CallbackError::WrongState)
+    } else if let Some(error) = q("error") {
         Err(CallbackError::Denied {
             error,
             description: q("error_description"),
         })
-    } else if q("state").as_deref() != Some(state) {
-        Err(CallbackError::WrongState)
     } else if let Some(code) = q("code") {
         Ok(code)
     } else {
@@ -191,4 +194,69 @@ async fn handle(
     };
     reply(html).await;
     Some(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Sends one GET to the receiver from a plain thread; returns the status line.
+    fn get(port: u16, target: &str, host: &str) -> std::thread::JoinHandle<String> {
+        let (target, host) = (target.to_string(), host.to_string());
+        std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            write!(s, "GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out.lines().next().unwrap_or_default().to_string()
+        })
+    }
+
+    #[tokio::test]
+    async fn forged_error_without_state_is_a_wrong_state() {
+        let r = Receiver::bind(0).await.unwrap();
+        let port = r.port;
+        let h = get(
+            port,
+            "/callback?error=access_denied&error_description=evil",
+            &format!("127.0.0.1:{port}"),
+        );
+        let result = r.wait("the-state", Duration::from_secs(5)).await;
+        assert_eq!(result, Err(CallbackError::WrongState));
+        assert!(h.join().unwrap().contains("400"));
+    }
+
+    #[tokio::test]
+    async fn other_paths_and_hosts_do_not_end_the_wait() {
+        let r = Receiver::bind(0).await.unwrap();
+        let port = r.port;
+        let wait = tokio::spawn(r.wait("s1", Duration::from_secs(10)));
+        let not_found = tokio::task::spawn_blocking(move || {
+            get(port, "/favicon.ico", &format!("127.0.0.1:{port}"))
+                .join()
+                .unwrap()
+        });
+        assert!(not_found.await.unwrap().contains("404"));
+        let rebinding = tokio::task::spawn_blocking(move || {
+            get(port, "/callback?code=c&state=s1", "evil.example:80")
+                .join()
+                .unwrap()
+        });
+        assert!(
+            rebinding.await.unwrap().contains("400"),
+            "a foreign Host is refused"
+        );
+        let ok = tokio::task::spawn_blocking(move || {
+            get(
+                port,
+                "/callback?code=c&state=s1",
+                &format!("localhost:{port}"),
+            )
+            .join()
+            .unwrap()
+        });
+        assert!(ok.await.unwrap().contains("200"));
+        assert_eq!(wait.await.unwrap(), Ok("c".to_string()));
+    }
 }

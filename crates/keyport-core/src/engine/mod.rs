@@ -108,6 +108,17 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// [`Self::scrub`] for a validation error that quotes a value (a rendered URL).
+    pub fn scrub_err(&self, e: Error) -> Error {
+        match e {
+            Error::InvalidValue { field, message } => Error::InvalidValue {
+                field,
+                message: self.scrub(message),
+            },
+            other => other,
+        }
+    }
+
     /// Removes this profile's secret values from a message.
     pub fn scrub(&self, msg: String) -> String {
         http::scrub(

@@ -93,6 +93,7 @@ async fn endpoints(ctx: &Ctx<'_>) -> Result<Endpoints> {
         let fail = |message: String| Error::Endpoint {
             what: "OpenID discovery",
             url: url.clone(),
+            status: None,
             message,
         };
         let client = http::client(&ctx.http)?;
@@ -107,7 +108,12 @@ async fn endpoints(ctx: &Ctx<'_>) -> Result<Endpoints> {
             .await
             .map_err(|e| fail(describe_transport(&e)))?;
         if status != 200 {
-            return Err(fail(http::describe_status(status, &bytes)));
+            return Err(Error::Endpoint {
+                what: "OpenID discovery",
+                url: url.clone(),
+                status: Some(status),
+                message: http::describe_status(status, &bytes),
+            });
         }
         let d: Discovery = serde_json::from_slice(&bytes).map_err(|_| {
             fail(format!(
@@ -197,6 +203,20 @@ fn token_error<T: ErrorResponse + std::fmt::Display>(
     url: &Option<String>,
     e: &RequestTokenError<HttpClientError<reqwest::Error>, T>,
 ) -> Error {
+    // An OAuth error response is the provider refusing (400/401), except when it says it is
+    // temporarily unable to answer.
+    let status = match e {
+        RequestTokenError::ServerResponse(r) => {
+            let code = serde_json::to_value(r)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string));
+            match code.as_deref() {
+                Some("temporarily_unavailable" | "server_error") => None,
+                _ => Some(400),
+            }
+        }
+        _ => None,
+    };
     let message = match e {
         RequestTokenError::ServerResponse(r) => {
             let text = serde_json::to_vec(r)
@@ -220,6 +240,7 @@ fn token_error<T: ErrorResponse + std::fmt::Display>(
     Error::Endpoint {
         what: "token endpoint",
         url: url.clone().unwrap_or_default(),
+        status,
         message: ctx.scrub(message),
     }
 }
@@ -358,7 +379,11 @@ async fn refresh(ctx: &Ctx<'_>, rt: &Secret, old_scopes: Vec<String>) -> Result<
             Ok(t)
         }
         Err(err) if is_invalid_grant(&err) => {
-            TokenState::delete(ctx.store, ctx.name)?;
+            // Forget the dead refresh token, unless a login saved a new session meanwhile.
+            let stored = TokenState::load(ctx.store, ctx.name)?.and_then(|t| t.refresh_token);
+            if stored.as_ref() == Some(rt) {
+                TokenState::delete(ctx.store, ctx.name)?;
+            }
             Err(Error::LoginRequired {
                 profile: ctx.name.to_string(),
                 reason: "the identity provider rejected the refresh token (invalid_grant)".into(),
@@ -466,6 +491,8 @@ pub(super) async fn login(
         }
     };
     let t = state_from(&r, None, &scopes);
+    // Under the profile's lock, so a refresh running elsewhere can't interleave with it.
+    let _lock = super::lock(ctx.name).await?;
     t.save(ctx.store, ctx.name)?;
     Ok(t)
 }
@@ -517,6 +544,7 @@ async fn revoke(ctx: &Ctx<'_>, url: &str, t: &TokenState) -> Result<()> {
     let fail = |message: String| Error::Endpoint {
         what: "revocation endpoint",
         url: url.to_string(),
+        status: None,
         message: ctx.scrub(message),
     };
     let resp = req
