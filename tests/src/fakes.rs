@@ -490,3 +490,12 @@ impl Fake {
         );
     }
 }
+
+/// An `airbyte-scoped` profile for `workspace`, issued by the operator profile `parent`.
+pub fn add_airbyte_scoped(kp: &crate::Keyport, name: &str, parent: &str, workspace: &str) {
+    let (p, w) = (
+        format!("parent={parent}"),
+        format!("workspace_name={workspace}"),
+    );
+    kp.add(name, "airbyte-scoped", &["--set", &p, "--set", &w], &[]);
+}

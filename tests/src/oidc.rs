@@ -69,6 +69,21 @@ impl Oidc {
         }
     }
 
+    /// A profile of `preset` for this provider's public native client (issuer discovery,
+    /// scopes `openid offline_access api`).
+    pub fn add_native_profile(&self, kp: &crate::Keyport, name: &str, preset: &str) {
+        let issuer = format!("issuer={}", self.issuer);
+        let args = [
+            "--set",
+            &issuer,
+            "--set",
+            "client_id=keyport-native",
+            "--set",
+            "scopes=openid offline_access api",
+        ];
+        kp.add(name, preset, &args, &[]);
+    }
+
     /// GET /me (userinfo) with an access token: the status.
     pub fn userinfo(&self, access_token: &str) -> u16 {
         match ureq::get(&format!("{}/me", self.issuer))

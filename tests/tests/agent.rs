@@ -39,18 +39,7 @@ fn agent_keeps_every_token_valid_for_a_minute() {
     let op = unique("op");
     fake.add_airbyte_operator(&kp, &op);
     let scoped = unique("scoped");
-    kp.run(&[
-        "profile",
-        "add",
-        &scoped,
-        "--preset",
-        "airbyte-scoped",
-        "--set",
-        &format!("parent={op}"),
-        "--set",
-        "workspace_name=ws1",
-    ])
-    .ok();
+    add_airbyte_scoped(&kp, &scoped, &op, "ws1");
     let mut agent = kp.start_agent(&["--lead", "1", "--no-notifications"], &[]);
 
     let checks: [(&str, &str); 3] = [
@@ -309,20 +298,7 @@ fn agent_rotates_refresh_tokens_over_many_renewals() {
     let idp = Oidc::start(2);
     let kp = Keyport::new();
     let name = unique("oidc");
-    kp.run(&[
-        "profile",
-        "add",
-        &name,
-        "--preset",
-        "4insight-user",
-        "--set",
-        &format!("issuer={}", idp.issuer),
-        "--set",
-        "client_id=keyport-native",
-        "--set",
-        "scopes=openid offline_access api",
-    ])
-    .ok();
+    idp.add_native_profile(&kp, &name, "4insight-user");
     let _agent = kp.start_agent(&["--lead", "1", "--no-notifications"], &[]);
     assert_eq!(kp.status()[&name]["state"], "login_required");
     let log = tempfile::NamedTempFile::new().unwrap();

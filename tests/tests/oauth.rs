@@ -45,20 +45,7 @@ impl Browser {
 
 fn user_profile(kp: &Keyport, idp: &Oidc, preset: &str) -> String {
     let name = unique(preset);
-    kp.run(&[
-        "profile",
-        "add",
-        &name,
-        "--preset",
-        preset,
-        "--set",
-        &format!("issuer={}", idp.issuer),
-        "--set",
-        "client_id=keyport-native",
-        "--set",
-        "scopes=openid offline_access api",
-    ])
-    .ok();
+    idp.add_native_profile(kp, &name, preset);
     name
 }
 

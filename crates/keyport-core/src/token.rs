@@ -98,6 +98,15 @@ impl TokenState {
     }
 }
 
+/// `now + seconds`, for a lifetime an endpoint reported: `None` (unknown) when it is not
+/// positive (some APIs say 0 for "does not expire") or too large to be a date.
+pub fn expiry_after(now: OffsetDateTime, seconds: i64) -> Option<OffsetDateTime> {
+    if seconds <= 0 {
+        return None;
+    }
+    now.checked_add(time::Duration::seconds(seconds))
+}
+
 /// The `exp` claim of a JWT, if `token` is one. The signature is not checked.
 pub fn jwt_expiry(token: &str) -> Option<OffsetDateTime> {
     let mut parts = token.split('.');
@@ -144,6 +153,19 @@ mod tests {
         assert_eq!(effective_min_valid(30, Some(o), Some(x)), 5);
         assert_eq!(effective_min_valid(3, Some(o), Some(x)), 3);
         assert_eq!(effective_min_valid(30, None, Some(x)), 30);
+    }
+
+    #[test]
+    fn reported_lifetimes_that_are_not_dates() {
+        let now = datetime!(2026-01-01 0:00 UTC);
+        assert_eq!(expiry_after(now, 60), Some(datetime!(2026-01-01 0:01 UTC)));
+        assert_eq!(expiry_after(now, 0), None);
+        assert_eq!(expiry_after(now, -5), None);
+        assert_eq!(
+            expiry_after(now, i64::MAX),
+            None,
+            "no panic on absurd values"
+        );
     }
 
     #[test]

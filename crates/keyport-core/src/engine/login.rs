@@ -17,7 +17,7 @@ use crate::http::{self, describe_status, describe_transport};
 use crate::preset::{BodySource, ClientAuth, FieldKind, LoginSpec, TextSource, TokenDecode};
 use crate::scheme::Credential;
 use crate::template;
-use crate::token::{jwt_expiry, TokenState};
+use crate::token::{expiry_after, jwt_expiry, TokenState};
 
 /// Renders a template that must be complete; `what` names it in errors.
 fn required(ctx: &Ctx, t: &str, what: &str) -> Result<String> {
@@ -231,9 +231,9 @@ pub(super) async fn fetch(
         .and_then(|f| ctx.lookup(f))
         .and_then(|v| v.parse::<i64>().ok());
     let expires_at = expires_in
-        .map(|s| now + time::Duration::seconds(s))
+        .and_then(|s| expiry_after(now, s))
         .or_else(|| jwt_expiry(&access))
-        .or_else(|| lifetime.map(|s| now + time::Duration::seconds(s)));
+        .or_else(|| lifetime.and_then(|s| expiry_after(now, s)));
     Ok(TokenState {
         access_token: crate::Secret::new(access),
         refresh_token: None,

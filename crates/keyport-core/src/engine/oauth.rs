@@ -261,7 +261,9 @@ fn state_from<R: TokenResponse>(
     let access = r.access_token().secret().to_string();
     let expires_at = r
         .expires_in()
-        .map(|d| now + time::Duration::seconds(d.as_secs() as i64))
+        .and_then(|d| {
+            crate::token::expiry_after(now, i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        })
         .or_else(|| jwt_expiry(&access));
     TokenState {
         access_token: Secret::new(access),
