@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check and test Keyport has (this is what CI runs):
-# formatting, clippy, the core's dependency rule, then unit and system tests against a real
+# formatting, clippy, rustdoc, the core's dependency rule, then unit and system tests against a real
 # gnome-keyring, a real session bus and the real app window, inside a throw-away headless
 # desktop session (tests/support/headless-session.sh).
 set -euo pipefail
@@ -14,6 +14,9 @@ cargo fmt --all --check
 
 echo "== cargo clippy -D warnings" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== rustdoc -D warnings (the crates without a desktop)" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -q -p keyport-core -p keyport-cli -p keyport-system-tests
 
 echo "== keyport-core must not depend on tauri, gtk or webkit" >&2
 if cargo tree -p keyport-core -e normal,build --prefix none --locked | grep -iE '^(tauri|gtk|gdk|webkit|wry|tao)'; then

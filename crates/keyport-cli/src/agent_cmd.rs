@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use keyport_core::agent::control::{self, Client, Request, Response};
 use keyport_core::agent::{Agent, AgentConfig, AgentError, ProfileStatus};
 use keyport_core::keyport::Keyport;
-use keyport_core::notify::{DesktopNotifier, Notifier, RecordingNotifier};
+use keyport_core::notify::{DesktopNotifier, Notifier, SilentNotifier};
 use keyport_core::scheme::Credential;
 use time::OffsetDateTime;
 
@@ -88,7 +88,7 @@ pub fn agent(args: AgentArgs) -> Result<()> {
         let notifier: Arc<dyn Notifier> = if args.config.notifications {
             Arc::new(DesktopNotifier)
         } else {
-            Arc::new(RecordingNotifier::default())
+            Arc::new(SilentNotifier)
         };
         let agent = Agent::start(kp, args.config, notifier);
         eprintln!(

@@ -1,5 +1,6 @@
 //! The use cases the CLI and the desktop app share: list, show, add, change and remove
-//! profiles, set secrets, and produce a profile's credential.
+//! profiles, and set secrets. Producing a credential is the engine's
+//! (`Keyport::credential_valid_for`, in `engine`).
 //!
 //! [`Keyport`] is the one place that combines the config file and the secret store, and it
 //! fixes the order of their writes so that a failure loses nothing: a new profile's secrets
@@ -10,13 +11,11 @@
 use std::collections::BTreeSet;
 
 use serde::Serialize;
-use time::OffsetDateTime;
 
 use crate::config::{Config, ConfigStore};
 use crate::error::{Error, Result};
 use crate::preset::{self, Preset};
 use crate::profile::{self, Profile};
-use crate::scheme::{self, Credential};
 use crate::secret::Secret;
 use crate::store::{ItemKey, KeyringStore, SecretBundle, SecretStore};
 
@@ -215,30 +214,28 @@ impl Keyport {
             Ok(wrote)
         })
     }
-
-    /// The headers to send for a profile, now.
-    pub fn credential(&self, name: &str) -> Result<Credential> {
-        self.credential_at(name, OffsetDateTime::now_utc())
-    }
-
-    pub fn credential_at(&self, name: &str, now: OffsetDateTime) -> Result<Credential> {
-        let cfg = self.config.load()?;
-        let prof = cfg.get(name)?;
-        let preset = preset::get(&prof.preset)?;
-        let bundle = SecretBundle::load(self.store.as_ref(), name)?;
-        scheme::render(name, prof, preset, &bundle, now)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheme::Credential;
     use crate::store::MemoryStore;
 
     fn kp() -> (tempfile::TempDir, Keyport) {
         let d = tempfile::tempdir().unwrap();
         let k = Keyport::new(ConfigStore::new(d.path()), Box::new(MemoryStore::default()));
         (d, k)
+    }
+
+    /// The credential through the same path the CLI uses.
+    fn cred(k: &Keyport, name: &str) -> Credential {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(k.credential_valid_for(name, 0))
+            .unwrap()
     }
 
     fn secrets(pairs: &[(&str, &str)]) -> SecretBundle {
@@ -266,10 +263,7 @@ mod tests {
         ));
         let v = k.show("erp").unwrap();
         assert!(v.secrets["api_secret"]);
-        assert_eq!(
-            k.credential("erp").unwrap().main_value().expose(),
-            "token k:s"
-        );
+        assert_eq!(cred(&k, "erp").main_value().expose(), "token k:s");
         assert!(
             !k.set_secret("erp", "api_secret", Secret::new("s")).unwrap(),
             "unchanged: no rewrite"
@@ -279,7 +273,7 @@ mod tests {
             .unwrap());
         k.set("erp", "authorization_source", "Event Consumer")
             .unwrap();
-        assert_eq!(k.credential("erp").unwrap().headers.len(), 2);
+        assert_eq!(cred(&k, "erp").headers.len(), 2);
         assert!(k.set("erp", "base_url", "http://erp.example").is_err());
         assert_eq!(
             k.show("erp").unwrap().settings["base_url"],

@@ -7,8 +7,6 @@
 //! runs the callback. Texts name the profile and what to do, never a secret.
 //! Left out on purpose: a notification history, sounds, and the tray (the desktop app).
 
-use std::sync::Mutex;
-
 /// What happened to a profile's token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,14 +83,11 @@ impl Notifier for DesktopNotifier {
     }
 }
 
-/// Records notices (unit tests, and `--no-notifications` keeps a count of what it skipped).
-#[derive(Default)]
-pub struct RecordingNotifier {
-    pub sent: Mutex<Vec<Notice>>,
-}
+/// Delivers nothing (`keyport agent --no-notifications`; the agent doesn't even call it
+/// then, but it needs a notifier).
+#[derive(Debug, Default)]
+pub struct SilentNotifier;
 
-impl Notifier for RecordingNotifier {
-    fn send(&self, notice: Notice, _on_login: Option<OnLogin>) {
-        self.sent.lock().unwrap().push(notice);
-    }
+impl Notifier for SilentNotifier {
+    fn send(&self, _notice: Notice, _on_login: Option<OnLogin>) {}
 }

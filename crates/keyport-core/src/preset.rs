@@ -156,7 +156,7 @@ pub enum Grant {
 
 /// OAuth2 profiles use fields by convention: `issuer` (OIDC discovery) or
 /// `authorize_url`/`token_url`/`device_url`, `revocation_url`, `client_id`,
-/// [`client_secret`], `scopes`, `audience`, `resource`, `client_auth` (basic|post),
+/// `client_secret` (secret), `scopes`, `audience`, `resource`, `client_auth` (basic|post),
 /// `redirect_port`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -216,7 +216,7 @@ pub enum FieldKind {
     List,
     /// A UUID, or one of the field's `aliases`.
     Uuid,
-    /// A web origin: scheme://host[:port], no path, no trailing slash, no wildcard.
+    /// A web origin: `scheme://host[:port]`, no path, no trailing slash, no wildcard.
     Origin,
     /// The name of another profile (token exchange parent).
     Profile,
