@@ -150,6 +150,17 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Can Keyport renew this token without a person? Login endpoints and client credentials
+/// always can; browser and device logins only with a refresh token.
+fn refreshable(scheme: &SchemeSpec, t: &TokenState) -> bool {
+    match scheme {
+        SchemeSpec::Oauth2(spec) => {
+            spec.grant == preset::Grant::ClientCredentials || t.refresh_token.is_some()
+        }
+        _ => true,
+    }
+}
+
 /// What a caller needs from a token.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Want {
@@ -275,13 +286,8 @@ impl Keyport {
             SchemeSpec::Login(_) => {
                 Ok(TokenState::load(ctx.store, name)?.map(|t| ctx.bearer(&t, true)))
             }
-            SchemeSpec::Oauth2(spec) if spec.persist => {
-                Ok(TokenState::load(ctx.store, name)?.map(|t| {
-                    let r =
-                        spec.grant == preset::Grant::ClientCredentials || t.refresh_token.is_some();
-                    ctx.bearer(&t, r)
-                }))
-            }
+            SchemeSpec::Oauth2(spec) if spec.persist => Ok(TokenState::load(ctx.store, name)?
+                .map(|t| ctx.bearer(&t, refreshable(&ctx.preset.auth.scheme, &t)))),
             SchemeSpec::Oauth2(_) => Ok(None),
             _ => scheme::render(
                 name,
@@ -308,15 +314,25 @@ impl Keyport {
                     format!("the parent chain is longer than {MAX_CHAIN}"),
                 ));
             }
-            let ctx = Ctx::new(self, cfg, name)?;
+            // The secrets are needed only to fetch or render, not to hand out a stored
+            // token that will do: check that first (one keychain read instead of two).
+            let mut ctx = Ctx::with(self, cfg, name, false)?;
             let now = OffsetDateTime::now_utc();
-            match &ctx.preset.auth.scheme {
+            let scheme = &ctx.preset.auth.scheme;
+            let cached = match scheme {
+                SchemeSpec::Login(_) => true,
+                SchemeSpec::Oauth2(spec) => spec.persist,
+                _ => false,
+            };
+            if cached {
+                if let Some(t) = TokenState::load(ctx.store, name)?.filter(|t| want.met_by(t, now))
+                {
+                    return Ok(ctx.bearer(&t, refreshable(scheme, &t)));
+                }
+            }
+            ctx.secrets = SecretBundle::load(ctx.store, name)?;
+            match scheme {
                 SchemeSpec::Login(spec) => {
-                    if let Some(t) =
-                        TokenState::load(ctx.store, name)?.filter(|t| want.met_by(t, now))
-                    {
-                        return Ok(ctx.bearer(&t, true));
-                    }
                     // Slow path: one process at a time per profile. Whoever waited finds the
                     // token the other one saved.
                     let _lock = lock(name).await?;
@@ -341,9 +357,7 @@ impl Keyport {
                 }
                 SchemeSpec::Oauth2(spec) => {
                     let t = oauth::ensure(&ctx, spec, &want).await?;
-                    let refreshable =
-                        spec.grant == preset::Grant::ClientCredentials || t.refresh_token.is_some();
-                    Ok(ctx.bearer(&t, refreshable))
+                    Ok(ctx.bearer(&t, refreshable(scheme, &t)))
                 }
                 _ => scheme::render(name, ctx.profile, ctx.preset, &ctx.secrets, now),
             }
