@@ -96,6 +96,9 @@ struct State {
     workspaces: HashMap<String, (String, String)>, // name -> (id, region)
     next: u64,
     unauthorized_uses: u64,
+    /// False between `stop_listening` and `listen_again`: requests tiny_http had already
+    /// accepted are still handed over after `unblock`, and must not get a token.
+    listening: bool,
 }
 
 pub struct Fake {
@@ -132,6 +135,7 @@ impl Fake {
             workspaces: HashMap::new(),
             next: 1,
             unauthorized_uses: 0,
+            listening: true,
         }));
         let thread = serve(server.clone(), state.clone());
         Fake {
@@ -145,6 +149,7 @@ impl Fake {
 
     /// Closes the listening socket: connections are refused until [`Self::listen_again`].
     pub fn stop_listening(&mut self) {
+        self.state.lock().unwrap().listening = false;
         if let Some(s) = self.server.take() {
             s.unblock();
         }
@@ -157,6 +162,7 @@ impl Fake {
     pub fn listen_again(&mut self) {
         let server =
             Arc::new(tiny_http::Server::http(("127.0.0.1", self.port)).expect("rebind fake"));
+        self.state.lock().unwrap().listening = true;
         self.thread = Some(serve(server.clone(), self.state.clone()));
         self.server = Some(server);
     }
@@ -248,6 +254,10 @@ fn handle(state: &Mutex<State>, mut req: tiny_http::Request) {
         Fault::Answer(code, b) => return respond(req, code, &b),
         Fault::Garbage => return respond(req, 200, "<html>Service Unavailable</html>"),
         Fault::Slow(d) => std::thread::sleep(d),
+    }
+    if !state.lock().unwrap().listening {
+        // a leftover of a closed listener: no token (the caller sees a server error)
+        return respond(req, 503, r#"{"message": "closed"}"#);
     }
     let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let bearer = authorization

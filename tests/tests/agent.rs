@@ -110,12 +110,10 @@ fn sliding_token_is_not_renewed_while_idle() {
     let imp = unique("imp-idle");
     fake.add_improvado(&kp, &imp, 2);
     let _agent = kp.start_agent(&["--lead", "1", "--no-notifications"], &[]);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        fake.count("/api/v3/token"),
-        1,
-        "fetched at start, ready before anyone asks"
-    );
+    eventually("a token fetched at start, ready before anyone asks", || {
+        kp.status().get(&imp).map(|s| s["state"] == "valid") == Some(true)
+    });
+    assert_eq!(fake.count("/api/v3/token"), 1, "one token call at start");
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(fake.count("/api/v3/token"), 1, "no token calls while idle");
     assert_eq!(kp.status()[&imp]["state"], "expired");
@@ -236,9 +234,10 @@ fn faults_back_off_keep_the_old_token_and_recover() {
         .contains("not JSON"));
     fake.set_fault(Fault::Slow(Duration::from_secs(2)));
     std::thread::sleep(Duration::from_millis(2500));
-    // connection refused: nobody listens any more
-    fake.set_fault(Fault::None);
+    // connection refused: nobody listens any more. (Stop listening before clearing the
+    // fault: a retry queued in between would otherwise be answered with a fresh token.)
     fake.stop_listening();
+    fake.set_fault(Fault::None);
     let until = Instant::now() + Duration::from_secs(8);
     loop {
         let s = kp.status()[&pw].clone();
