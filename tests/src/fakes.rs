@@ -167,6 +167,11 @@ impl Fake {
         self.server = Some(server);
     }
 
+    /// Lifetimes of the tokens issued from now on.
+    pub fn set_lifetimes(&self, l: Lifetimes) {
+        self.state.lock().unwrap().lifetimes = l;
+    }
+
     pub fn set_fault(&self, f: Fault) {
         self.state.lock().unwrap().fault = f;
     }

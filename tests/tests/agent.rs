@@ -148,16 +148,23 @@ fn concurrent_tokens(kp: &Keyport, name: &str, n: usize) -> Vec<String> {
 #[test]
 fn two_hundred_concurrent_calls_make_one_token_request() {
     require_session();
-    // Long enough that a herd of 200 processes on 2 cores finishes within one lifetime.
-    let fake = Fake::start(Lifetimes {
-        patchworks: Duration::from_secs(6),
+    // Tokens that expire quickly to get an expired one; then long-lived ones, so that a herd
+    // of 200 processes on 2 busy cores finishes well within the new token's lifetime.
+    let short = Lifetimes {
+        patchworks: Duration::from_secs(2),
         ..Default::default()
-    });
+    };
+    let long = Lifetimes {
+        patchworks: Duration::from_secs(120),
+        ..Default::default()
+    };
+    let fake = Fake::start(short);
     let kp = Keyport::new();
     let pw = add_patchworks(&kp, &fake);
-    header(&kp, &pw);
+    let expired = header(&kp, &pw);
     assert_eq!(fake.count("/fabric/api/login"), 1);
-    std::thread::sleep(Duration::from_millis(6100));
+    std::thread::sleep(Duration::from_millis(2100));
+    fake.set_lifetimes(long);
 
     // standalone processes
     let tokens = concurrent_tokens(&kp, &pw, 200);
@@ -170,12 +177,17 @@ fn two_hundred_concurrent_calls_make_one_token_request() {
         tokens.iter().all(|t| *t == tokens[0]),
         "all got the same new token"
     );
+    assert!(!expired.contains(tokens[0].trim()));
 
     // through the agent (it fetches at start if needed; then requests share one renewal)
-    std::thread::sleep(Duration::from_millis(6100));
+    fake.set_lifetimes(short);
+    kp.run(&["refresh", &pw]).ok();
+    assert_eq!(fake.count("/fabric/api/login"), 3);
+    std::thread::sleep(Duration::from_millis(2100));
+    fake.set_lifetimes(long);
     let _agent = kp.start_agent(&["--lead", "1", "--no-notifications"], &[]);
     let tokens = concurrent_tokens(&kp, &pw, 200);
-    assert_eq!(fake.count("/fabric/api/login"), 3, "one more token request");
+    assert_eq!(fake.count("/fabric/api/login"), 4, "one more token request");
     assert!(tokens.iter().all(|t| *t == tokens[0]));
 }
 
@@ -299,7 +311,10 @@ fn agent_rotates_refresh_tokens_over_many_renewals() {
     let name = unique("oidc");
     idp.add_native_profile(&kp, &name, "4insight-user");
     let _agent = kp.start_agent(&["--lead", "1", "--no-notifications"], &[]);
-    assert_eq!(kp.status()[&name]["state"], "login_required");
+    // (right after start it may still be looking for a stored token: "refreshing")
+    eventually("the agent to find no session", || {
+        kp.status()[&name]["state"] == "login_required"
+    });
     let log = tempfile::NamedTempFile::new().unwrap();
     let o = kp
         .command()

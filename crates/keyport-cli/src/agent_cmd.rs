@@ -84,6 +84,13 @@ pub fn agent(args: AgentArgs) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        // Signal handlers first: a SIGTERM that arrives while the first keychain reads are in
+        // flight must stop the agent cleanly, not kill it mid-call (gnome-keyring 42 has been
+        // seen to abort when a client vanishes during OpenSession).
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
         let listener = control::bind()?;
         let notifier: Arc<dyn Notifier> = if args.config.notifications {
             Arc::new(DesktopNotifier)
@@ -96,8 +103,6 @@ pub fn agent(args: AgentArgs) -> Result<()> {
             std::process::id(),
             control::socket_path()?.display()
         );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let handle = agent.handle();
         {
             let serve = control::serve(&listener.listener, agent.handle());
@@ -106,7 +111,7 @@ pub fn agent(args: AgentArgs) -> Result<()> {
                 tokio::select! {
                     _ = &mut serve => break,
                     _ = term.recv() => break,
-                    _ = tokio::signal::ctrl_c() => break,
+                    _ = int.recv() => break,
                     _ = hup.recv() => { let _ = handle.reload().await; }
                 }
             }
