@@ -361,21 +361,12 @@ fn expiring_and_expired_notifications_once_each() {
         .unwrap();
     let (loud, quiet) = (unique("pasted"), unique("quiet"));
     for n in [&loud, &quiet] {
-        kp.run_with(
-            &[
-                "profile",
-                "add",
-                n,
-                "--preset",
-                "bearer",
-                "--set",
-                &format!("expires_at={soon}"),
-                "--secret",
-                "token",
-            ],
-            "pasted-tok-1\n",
-        )
-        .ok();
+        kp.add(
+            n,
+            "bearer",
+            &["--set", &format!("expires_at={soon}")],
+            &[("token", "pasted-tok-1")],
+        );
     }
     kp.run(&["profile", "set", &quiet, "notify=false"]).ok();
     let _agent = kp.start_agent(&["--lead", "2"], &[]);

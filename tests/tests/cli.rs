@@ -233,19 +233,12 @@ fn secret_set_changes_the_item_and_leaves_an_unchanged_value_alone() {
     require_session();
     let kp = Keyport::new();
     let name = unique("rotate");
-    kp.run_with(
-        &[
-            "profile",
-            "add",
-            &name,
-            "--preset",
-            "patchworks-api-key",
-            "--secret",
-            "api_key",
-        ],
-        "old-key-1\n",
-    )
-    .ok();
+    kp.add(
+        &name,
+        "patchworks-api-key",
+        &[],
+        &[("api_key", "old-key-1")],
+    );
     let modified = || {
         secret_tool_search("keyport", &name)
             .lines()
@@ -286,23 +279,12 @@ fn profile_set_list_and_show() {
     require_session();
     let kp = Keyport::new();
     let name = unique("frappe");
-    kp.run_with(
-        &[
-            "profile",
-            "add",
-            &name,
-            "--preset",
-            "frappe-token",
-            "--set",
-            "base_url=https://a.example",
-            "--set",
-            "api_key=k",
-            "--secret",
-            "api_secret",
-        ],
-        "s\n",
-    )
-    .ok();
+    kp.add(
+        &name,
+        "frappe-token",
+        &["--set", "base_url=https://a.example", "--set", "api_key=k"],
+        &[("api_secret", "s")],
+    );
     kp.run(&[
         "profile",
         "set",
@@ -555,21 +537,12 @@ fn pasted_bearer_token_past_its_expiry_is_refused() {
     require_session();
     let kp = Keyport::new();
     let name = unique("expired");
-    kp.run_with(
-        &[
-            "profile",
-            "add",
-            &name,
-            "--preset",
-            "bearer",
-            "--set",
-            "expires_at=2020-01-01T00:00:00Z",
-            "--secret",
-            "token",
-        ],
-        "old-tok\n",
-    )
-    .ok();
+    kp.add(
+        &name,
+        "bearer",
+        &["--set", "expires_at=2020-01-01T00:00:00Z"],
+        &[("token", "old-tok")],
+    );
     let r = kp
         .run(&["header", &name])
         .fails_with("expired at 2020-01-01T00:00:00Z");

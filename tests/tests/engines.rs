@@ -209,38 +209,36 @@ fn patchworks_login_uses_expires_in() {
 fn airbyte(kp: &Keyport, fake: &Fake) -> (String, String, String) {
     let (op, scoped, widget) = (unique("ab-op"), unique("ab-scoped"), unique("ab-widget"));
     fake.add_airbyte_operator(kp, &op);
-    kp.run(&[
-        "profile",
-        "add",
+    kp.add(
         &scoped,
-        "--preset",
         "airbyte-scoped",
-        "--set",
-        &format!("parent={op}"),
-        "--set",
-        "workspace_name=customer_workspace_123",
-        "--set",
-        "region=eu",
-    ])
-    .ok();
-    kp.run(&[
-        "profile",
-        "add",
+        &[
+            "--set",
+            &format!("parent={op}"),
+            "--set",
+            "workspace_name=customer_workspace_123",
+            "--set",
+            "region=eu",
+        ],
+        &[],
+    );
+    kp.add(
         &widget,
-        "--preset",
         "airbyte-widget",
-        "--set",
-        &format!("parent={op}"),
-        "--set",
-        "workspace_name=customer_workspace_123",
-        "--set",
-        "allowed_origin=https://yourapp.com:443",
-        "--set",
-        "source_tags=crm, sales",
-        "--set",
-        "source_tags_mode=any",
-    ])
-    .ok();
+        &[
+            "--set",
+            &format!("parent={op}"),
+            "--set",
+            "workspace_name=customer_workspace_123",
+            "--set",
+            "allowed_origin=https://yourapp.com:443",
+            "--set",
+            "source_tags=crm, sales",
+            "--set",
+            "source_tags_mode=any",
+        ],
+        &[],
+    );
     (op, scoped, widget)
 }
 
@@ -516,13 +514,10 @@ fn generic_login_endpoint_and_token_exchange() {
     let fake = Fake::start(Lifetimes::default());
     let kp = Keyport::new();
     let login = unique("generic-login");
-    kp.run_with(
+    kp.add(
+        &login,
+        "login-endpoint",
         &[
-            "profile",
-            "add",
-            &login,
-            "--preset",
-            "login-endpoint",
             "--set",
             &format!("url={}/fabric/api/login", fake.url),
             "--set",
@@ -531,12 +526,9 @@ fn generic_login_endpoint_and_token_exchange() {
             &format!("username={PATCHWORKS_USER}"),
             "--set",
             "expires_in_pointer=/expires_in",
-            "--secret",
-            "password",
         ],
-        &format!("{PATCHWORKS_PASSWORD}\n"),
-    )
-    .ok();
+        &[("password", PATCHWORKS_PASSWORD)],
+    );
     // username is set, so the generic preset also sends Basic auth; the fake ignores it
     let h = kp.run(&["header", &login]).ok().stdout;
     assert_eq!(fake.call("/api/v1/flows", &h), 200);
@@ -570,20 +562,19 @@ fn generic_login_endpoint_and_token_exchange() {
     let op = unique("generic-op");
     fake.add_airbyte_operator(&kp, &op);
     let ex = unique("generic-exchange");
-    kp.run(&[
-        "profile",
-        "add",
+    kp.add(
         &ex,
-        "--preset",
         "token-exchange",
-        "--set",
-        &format!("parent={op}"),
-        "--set",
-        "url={parent.base_url}/embedded/scoped-token",
-        "--set",
-        r#"body={"workspace_name": "generic_ws"}"#,
-    ])
-    .ok();
+        &[
+            "--set",
+            &format!("parent={op}"),
+            "--set",
+            "url={parent.base_url}/embedded/scoped-token",
+            "--set",
+            r#"body={"workspace_name": "generic_ws"}"#,
+        ],
+        &[],
+    );
     let h = kp.run(&["header", &ex]).ok().stdout;
     assert_eq!(fake.call("/api/v1/embedded/scoped-token/info", &h), 200);
     for n in [&ex, &op, &login] {
@@ -672,23 +663,17 @@ fn ca_file_trusts_a_private_ca() {
 
     let kp = Keyport::new();
     let name = unique("tls");
-    kp.run_with(
+    kp.add(
+        &name,
+        "patchworks-login",
         &[
-            "profile",
-            "add",
-            &name,
-            "--preset",
-            "patchworks-login",
             "--set",
             &format!("base_url=https://127.0.0.1:{}", port.trim()),
             "--set",
             "username=u",
-            "--secret",
-            "password",
         ],
-        "pw\n",
-    )
-    .ok();
+        &[("password", "pw")],
+    );
     kp.run(&["token", &name]).fails_with("set ca_file=PATH");
     kp.run(&["profile", "set", &name, &format!("ca_file={}", p("ca.pem"))])
         .ok();

@@ -137,36 +137,23 @@ fn window_lists_the_profiles_and_no_secret() {
     let app = bin("keyport-app");
     let kp = Keyport::new();
     let (a, b) = (unique("gui-frappe"), unique("gui-patchworks"));
-    kp.run_with(
+    kp.add(
+        &a,
+        "frappe-token",
         &[
-            "profile",
-            "add",
-            &a,
-            "--preset",
-            "frappe-token",
             "--set",
             "base_url=https://erp.example.com",
             "--set",
             "api_key=k",
-            "--secret",
-            "api_secret",
         ],
-        "gui-secret-5e1f\n",
-    )
-    .ok();
-    kp.run_with(
-        &[
-            "profile",
-            "add",
-            &b,
-            "--preset",
-            "patchworks-api-key",
-            "--secret",
-            "api_key",
-        ],
-        "gui-key-93ab\n",
-    )
-    .ok();
+        &[("api_secret", "gui-secret-5e1f")],
+    );
+    kp.add(
+        &b,
+        "patchworks-api-key",
+        &[],
+        &[("api_key", "gui-key-93ab")],
+    );
 
     let mut d = Driver::start(&kp.config_dir());
     d.open(&app);

@@ -284,23 +284,17 @@ fn client_credentials_service_account() {
     let kp = Keyport::new();
     // 4insight-service: like the seed's ClientSession, never persisted
     let name = unique("4insight-service");
-    kp.run_with(
+    kp.add(
+        &name,
+        "4insight-service",
         &[
-            "profile",
-            "add",
-            &name,
-            "--preset",
-            "4insight-service",
             "--set",
             &format!("token_url={}/token", idp.issuer),
             "--set",
             "client_id=keyport-service",
-            "--secret",
-            "client_secret",
         ],
-        "service-secret-0f3b\n",
-    )
-    .ok();
+        &[("client_secret", "service-secret-0f3b")],
+    );
     let t1 = access_token(&kp, &name);
     assert!(idp.active(&t1));
     assert_eq!(
@@ -313,38 +307,29 @@ fn client_credentials_service_account() {
 
     // generic, with discovery and client_secret_post
     let post = unique("cc-post");
-    kp.run_with(
+    kp.add(
+        &post,
+        "oauth2-client-credentials",
         &[
-            "profile",
-            "add",
-            &post,
-            "--preset",
-            "oauth2-client-credentials",
             "--set",
             &format!("issuer={}", idp.issuer),
             "--set",
             "client_id=keyport-post",
             "--set",
             "client_auth=post",
-            "--secret",
-            "client_secret",
         ],
-        "post-secret-91aa\n",
-    )
-    .ok();
+        &[("client_secret", "post-secret-91aa")],
+    );
     let t = access_token(&kp, &post);
     assert!(idp.active(&t));
     assert_eq!(access_token(&kp, &post), t, "cached in the keychain");
 
     // a resource indicator (RFC 8707) is sent: the provider issues a JWT for that audience
     let res = unique("cc-resource");
-    kp.run_with(
+    kp.add(
+        &res,
+        "oauth2-client-credentials",
         &[
-            "profile",
-            "add",
-            &res,
-            "--preset",
-            "oauth2-client-credentials",
             "--set",
             &format!("issuer={}", idp.issuer),
             "--set",
@@ -353,13 +338,9 @@ fn client_credentials_service_account() {
             "scopes=api",
             "--set",
             "resource=https://api.example.com",
-            "--secret",
-            "client_secret",
         ],
-        "service-secret-0f3b
-",
-    )
-    .ok();
+        &[("client_secret", "service-secret-0f3b")],
+    );
     let jwt = access_token(&kp, &res);
     let payload = jwt.split('.').nth(1).expect("a JWT for a resource");
     let claims: Value = serde_json::from_slice(
