@@ -10,28 +10,9 @@
 use keyport_core::{preset, Keyport};
 use serde::Serialize;
 
-/// An error as the page sees it.
-#[derive(Debug, Serialize)]
-struct UiError {
-    kind: &'static str,
-    message: String,
-}
-
-impl From<keyport_core::Error> for UiError {
-    fn from(e: keyport_core::Error) -> Self {
-        use keyport_core::Error as E;
-        let kind = match &e {
-            E::Config { .. } => "config",
-            E::Keychain(_) => "keychain",
-            E::ProfileNotFound(_) => "not_found",
-            _ => "error",
-        };
-        UiError {
-            kind,
-            message: e.to_string(),
-        }
-    }
-}
+/// An error as the page sees it: the core's kind (one classification for the agent, the
+/// CLI and the app) and its one line.
+type UiError = keyport_core::ErrorInfo;
 
 #[derive(Debug, Serialize)]
 struct ProfileRow {
@@ -44,12 +25,9 @@ struct ProfileRow {
 /// The profiles in the config file; no keychain access.
 #[tauri::command]
 fn list_profiles(
-    state: tauri::State<'_, Result<Keyport, String>>,
+    state: tauri::State<'_, Result<Keyport, UiError>>,
 ) -> Result<Vec<ProfileRow>, UiError> {
-    let kp = state.inner().as_ref().map_err(|m| UiError {
-        kind: "startup",
-        message: m.clone(),
-    })?;
+    let kp = state.inner().as_ref().map_err(Clone::clone)?;
     let cfg = kp.load()?;
     Ok(cfg
         .profiles
@@ -68,7 +46,7 @@ fn list_profiles(
 fn main() {
     // Open the core once: this also refuses keyring's in-memory mock. A failure is shown in
     // the window rather than crashing, so the user sees what to fix.
-    let keyport = Keyport::open().map_err(|e| e.to_string());
+    let keyport = Keyport::open().map_err(UiError::from);
     tauri::Builder::default()
         .manage(keyport)
         .invoke_handler(tauri::generate_handler![list_profiles])

@@ -1,42 +1,47 @@
-//! `keyport agent`, `keyport status`, `keyport refresh`, and the CLI's use of a running
-//! agent: `token`/`header` ask it first and work standalone when none runs; profile
-//! changes tell it to reload.
+//! `keyport agent`, `status`, `refresh`, `login`, and the CLI's use of a running agent:
+//! `token`/`header` ask it first and work standalone when none runs; profile changes tell
+//! it which profile changed; a login runs in the agent when one runs (its steps shown
+//! here, Ctrl-C cancels it), else in this process.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use keyport_core::agent::control::{self, Client, Request, Response};
-use keyport_core::agent::{Agent, AgentConfig, AgentError, ProfileStatus};
+use keyport_core::agent::control::{Client, Request, Response};
+use keyport_core::agent::host::running_info;
+use keyport_core::agent::{AgentConfig, AgentEvent, Host, HostOptions, ProfileStatus};
+use keyport_core::browser::{self, Opened};
 use keyport_core::keyport::Keyport;
+use keyport_core::login::{Cancel, LoginOptions, LoginStep, LoginUi};
 use keyport_core::notify::{DesktopNotifier, Notifier, SilentNotifier};
 use keyport_core::scheme::Credential;
+use keyport_core::Error;
 use time::OffsetDateTime;
 
-/// An error the agent reported; its kind decides the exit code.
-#[derive(Debug)]
-pub struct AgentFailure(pub AgentError);
-
-impl std::fmt::Display for AgentFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.message)
-    }
+fn unexpected(other: Response) -> anyhow::Error {
+    Error::Agent(format!("unexpected answer from the agent: {other:?}")).into()
 }
-
-impl std::error::Error for AgentFailure {}
 
 fn credential_of(resp: Response) -> Result<Credential> {
     match resp {
         Response::Credential { credential } => Ok(credential.into()),
-        Response::Error { error } => Err(AgentFailure(error).into()),
-        other => bail!("unexpected answer from the agent: {other:?}"),
+        Response::Error { error } => Err(Error::from(error).into()),
+        other => Err(unexpected(other)),
     }
+}
+
+/// A running agent's channel, waiting at most long enough for a chain of token calls.
+fn connect() -> Option<Client> {
+    let c = Client::connect()?;
+    c.set_timeout(Some(Duration::from_secs(150)));
+    Some(c)
 }
 
 /// A credential valid for `min_valid` seconds: from the agent when one runs, else standalone.
 pub fn credential(name: &str, min_valid: i64) -> Result<Credential> {
-    if let Some(mut c) = Client::connect() {
+    if let Some(mut c) = connect() {
         return credential_of(c.call(&Request::Token {
             profile: name.into(),
             min_valid,
@@ -46,21 +51,124 @@ pub fn credential(name: &str, min_valid: i64) -> Result<Credential> {
     Ok(crate::block_on(kp.credential_valid_for(name, min_valid))??)
 }
 
-/// Tells a running agent that profiles or secrets changed (best effort).
-pub fn reload() {
-    if let Some(mut c) = Client::connect() {
-        let _ = c.call(&Request::Reload);
+/// Tells a running agent that `name` (its settings, secrets or token) changed. Waits until
+/// the agent knows, so the next command sees the change; best effort.
+pub fn changed(name: &str) {
+    if let Some(mut c) = connect() {
+        let _ = c.call(&Request::Changed {
+            profile: Some(name.into()),
+        });
     }
 }
 
 pub fn refresh(name: &str) -> Result<Credential> {
-    if let Some(mut c) = Client::connect() {
+    if let Some(mut c) = connect() {
         return credential_of(c.call(&Request::Refresh {
             profile: name.into(),
         })?);
     }
     let kp = Keyport::open()?;
     Ok(crate::block_on(kp.renew(name, None))??)
+}
+
+/// A login's steps, for a person at a terminal.
+struct TerminalUi {
+    name: String,
+    no_browser: bool,
+}
+
+impl TerminalUi {
+    fn open(&self, url: &str) {
+        if self.no_browser {
+            return;
+        }
+        match browser::open(url) {
+            Opened::Started => {}
+            Opened::NoBrowser => {
+                eprintln!("(no display and no BROWSER set: open it yourself; Keyport is waiting)")
+            }
+            Opened::Failed(e) => {
+                eprintln!("(could not start a browser: {e}; open the URL yourself)")
+            }
+        }
+    }
+}
+
+impl LoginUi for TerminalUi {
+    fn show(&self, step: &LoginStep) {
+        let name = &self.name;
+        match step {
+            LoginStep::OpenUrl { url } => {
+                eprintln!("Open this URL to log in:\n  {url}");
+                self.open(url);
+            }
+            LoginStep::DeviceCode {
+                verification_uri,
+                user_code,
+                verification_uri_complete,
+            } => {
+                eprintln!(
+                    "To log in '{name}', open {verification_uri} and enter the code: {user_code}"
+                );
+                if let Some(u) = verification_uri_complete {
+                    self.open(u);
+                }
+            }
+            LoginStep::AlreadyLoggedIn => {
+                eprintln!("'{name}' is already logged in (use --force to log in again)")
+            }
+            LoginStep::Succeeded { expires_at } => {
+                eprintln!("logged in '{name}'{}", crate::valid_until(*expires_at))
+            }
+            // The failure is the command's one line of error.
+            LoginStep::Waiting { .. } | LoginStep::Exchanging | LoginStep::Failed { .. } => {}
+        }
+    }
+}
+
+/// `keyport login`: in the agent when one runs (so it is the one login of the profile,
+/// and the agent holds the session at once), else here. Ctrl-C cancels it.
+pub fn login(name: &str, opts: LoginOptions, no_browser: bool) -> Result<()> {
+    let ui = TerminalUi {
+        name: name.to_string(),
+        no_browser,
+    };
+    if let Some(mut c) = Client::connect() {
+        c.send(&Request::Login {
+            profile: name.into(),
+            options: opts,
+        })?;
+        let mut sender = c.sender()?;
+        let cancel = serde_json::to_string(&Request::CancelLogin {
+            profile: name.into(),
+        })?;
+        std::thread::spawn(move || {
+            if crate::block_on(tokio::signal::ctrl_c()).is_ok() {
+                let _ = sender.write_all(format!("{cancel}\n").as_bytes());
+            }
+        });
+        loop {
+            match c.receive()? {
+                Response::Step { step } => ui.show(&step),
+                other => return credential_of(other).map(drop),
+            }
+        }
+    }
+    let kp = Keyport::open()?;
+    crate::block_on(async {
+        let cancel = Cancel::new();
+        let run = kp.login(name, &opts, &ui, &cancel);
+        tokio::pin!(run);
+        tokio::select! {
+            r = &mut run => r,
+            _ = tokio::signal::ctrl_c() => {
+                cancel.cancel();
+                run.await
+            }
+        }
+    })??;
+    changed(name);
+    Ok(())
 }
 
 pub struct AgentArgs {
@@ -77,7 +185,7 @@ pub fn agent(args: AgentArgs) -> Result<()> {
     use_one_malloc_arena();
     let kp = Arc::new(Keyport::open()?);
     kp.load()?; // a broken config file is reported before anything starts
-                // Small on purpose: the agent mostly sleeps; keychain work is sequential.
+                // Small on purpose: the agent mostly sleeps, and keychain calls have a thread of their own.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(4)
@@ -91,33 +199,34 @@ pub fn agent(args: AgentArgs) -> Result<()> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
-        let listener = control::bind()?;
         let notifier: Arc<dyn Notifier> = if args.config.notifications {
             Arc::new(DesktopNotifier)
         } else {
             Arc::new(SilentNotifier)
         };
-        let agent = Agent::start(kp, args.config, notifier);
+        let host = Host::start(
+            kp,
+            HostOptions {
+                config: args.config,
+                notifier,
+            },
+        )
+        .await?;
         eprintln!(
             "keyport agent running (pid {}, socket {})",
             std::process::id(),
-            control::socket_path()?.display()
+            host.socket().unwrap_or_default().display()
         );
-        let handle = agent.handle();
-        {
-            let serve = control::serve(&listener.listener, agent.handle());
-            tokio::pin!(serve);
-            loop {
-                tokio::select! {
-                    _ = &mut serve => break,
-                    _ = term.recv() => break,
-                    _ = int.recv() => break,
-                    _ = hup.recv() => { let _ = handle.reload().await; }
-                }
+        let handle = host.handle();
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                // Hand edits of profiles.toml: re-read it (changed profiles only).
+                _ = hup.recv() => handle.notify_changed(None),
             }
         }
-        agent.stop().await;
-        drop(listener); // removes the socket and agent.json
+        host.stop().await;
         eprintln!("keyport agent stopped");
         anyhow::Ok(())
     })
@@ -143,12 +252,11 @@ fn use_one_malloc_arena() {
 
 /// Starts `keyport agent --foreground` detached, and returns once it answers.
 fn start_background(passthrough: &[String]) -> Result<()> {
-    if let Some(info) = control::running_info().filter(|_| Client::connect().is_some()) {
-        bail!(
-            "an agent is already running (pid {}): use it, or stop it with `kill {}` first",
-            info.pid,
-            info.pid
-        );
+    if let Some(info) = running_info().filter(|_| Client::connect().is_some()) {
+        return Err(Error::AgentRunning {
+            pid: info.pid.to_string(),
+        }
+        .into());
     }
     let log_path = keyport_core::paths::runtime_dir()?.join("agent.log");
     let log = std::fs::File::create(&log_path)
@@ -187,14 +295,16 @@ fn start_background(passthrough: &[String]) -> Result<()> {
     )
 }
 
+fn no_agent() -> anyhow::Error {
+    Error::Agent("no agent is running: start one with `keyport agent`".into()).into()
+}
+
 fn fetch_status() -> Result<Vec<ProfileStatus>> {
-    let Some(mut c) = Client::connect() else {
-        bail!("no agent is running: start one with `keyport agent`");
-    };
+    let mut c = connect().ok_or_else(no_agent)?;
     match c.call(&Request::Status)? {
         Response::Status { profiles } => Ok(profiles),
-        Response::Error { error } => Err(AgentFailure(error).into()),
-        other => bail!("unexpected answer from the agent: {other:?}"),
+        Response::Error { error } => Err(Error::from(error).into()),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -216,48 +326,104 @@ fn countdown(t: Option<OffsetDateTime>, now: OffsetDateTime) -> String {
     }
 }
 
+fn table<'a>(
+    out: &mut impl Write,
+    profiles: impl IntoIterator<Item = &'a ProfileStatus>,
+) -> Result<()> {
+    let now = OffsetDateTime::now_utc();
+    writeln!(
+        out,
+        "{:<24} {:<14} {:<14} {:<14} {:<14} LAST ERROR",
+        "PROFILE", "STATE", "EXPIRES", "NEXT REFRESH", "LAST REFRESH"
+    )?;
+    for p in profiles {
+        let state = serde_json::to_value(p.state)?
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        let state = if p.login_in_progress {
+            format!("{state} (login)")
+        } else if p.failures > 0 {
+            format!("{state} ({}x)", p.failures)
+        } else {
+            state
+        };
+        writeln!(
+            out,
+            "{:<24} {:<14} {:<14} {:<14} {:<14} {}",
+            p.name,
+            state,
+            countdown(p.expires_at, now),
+            countdown(p.next_refresh_at, now),
+            countdown(p.last_refresh_at, now),
+            p.last_error.as_deref().unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
+
 pub fn status(json: bool, watch: bool) -> Result<()> {
-    loop {
+    if !watch {
         let profiles = fetch_status()?;
         let mut out = std::io::stdout().lock();
         if json {
             writeln!(out, "{}", serde_json::to_string_pretty(&profiles)?)?;
         } else {
-            if watch {
-                write!(out, "\x1b[2J\x1b[H")?;
-            }
-            let now = OffsetDateTime::now_utc();
-            writeln!(
-                out,
-                "{:<24} {:<14} {:<14} {:<14} {:<14} LAST ERROR",
-                "PROFILE", "STATE", "EXPIRES", "NEXT REFRESH", "LAST REFRESH"
-            )?;
-            for p in &profiles {
-                let state = serde_json::to_value(p.state)?
-                    .as_str()
-                    .unwrap_or("?")
-                    .to_string();
-                let state = if p.failures > 0 {
-                    format!("{state} ({}x)", p.failures)
-                } else {
-                    state
-                };
-                writeln!(
-                    out,
-                    "{:<24} {:<14} {:<14} {:<14} {:<14} {}",
-                    p.name,
-                    state,
-                    countdown(p.expires_at, now),
-                    countdown(p.next_refresh_at, now),
-                    countdown(p.last_refresh_at, now),
-                    p.last_error.as_deref().unwrap_or("")
-                )?;
-            }
+            table(&mut out, &profiles)?;
         }
-        drop(out);
-        if !watch {
-            return Ok(());
+        return Ok(());
+    }
+    // --watch: the agent pushes every change; nothing polls it. The table is redrawn on
+    // each change and once a second for the countdowns; --json prints each event as a line.
+    let mut c = Client::connect().ok_or_else(no_agent)?;
+    c.send(&Request::Watch)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || loop {
+        let r = c.receive();
+        let end = r.is_err();
+        if tx.send(r).is_err() || end {
+            return;
         }
-        std::thread::sleep(Duration::from_secs(1));
+    });
+    let mut profiles: BTreeMap<String, ProfileStatus> = BTreeMap::new();
+    loop {
+        let event = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(r) => match r? {
+                Response::Event { event } => Some(event),
+                Response::Error { error } => return Err(Error::from(error).into()),
+                other => return Err(unexpected(other)),
+            },
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => bail!("the agent stopped"),
+        };
+        let mut out = std::io::stdout().lock();
+        if json {
+            if let Some(e) = event {
+                writeln!(out, "{}", serde_json::to_string(&e)?)?;
+                out.flush()?;
+            }
+            continue;
+        }
+        match event {
+            Some(AgentEvent::Snapshot { profiles: all }) => {
+                profiles = all.into_iter().map(|p| (p.name.clone(), p)).collect();
+            }
+            Some(AgentEvent::Removed { name }) => {
+                profiles.remove(&name);
+            }
+            Some(
+                AgentEvent::Added { profile }
+                | AgentEvent::Changed { profile }
+                | AgentEvent::State { profile, .. }
+                | AgentEvent::RenewalSucceeded { profile }
+                | AgentEvent::RenewalFailed { profile, .. },
+            ) => {
+                profiles.insert(profile.name.clone(), profile);
+            }
+            Some(AgentEvent::RenewalStarted { .. } | AgentEvent::Login { .. }) | None => {}
+        }
+        write!(out, "\x1b[2J\x1b[H")?;
+        table(&mut out, profiles.values())?;
+        out.flush()?;
     }
 }

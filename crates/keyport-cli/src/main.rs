@@ -2,7 +2,8 @@
 //!
 //! Only argument parsing, secret input and output formats live here; every rule is in the
 //! core. Output formats and exit codes are a contract (scripts parse them): 0 ok, 1 failure
-//! with one line on stderr saying what is wrong and what to do, 2 usage error.
+//! with one line on stderr saying what is wrong and what to do, 2 usage error, 3 only an
+//! interactive login can help (the core's [`keyport_core::ErrorKind`] decides).
 //! Secrets are never accepted as arguments: `--secret FIELD` reads them from a hidden prompt
 //! on a terminal, otherwise one line per secret from stdin.
 
@@ -16,8 +17,8 @@ mod agent_cmd;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
-use keyport_core::engine::LoginOptions;
 use keyport_core::keyport::Keyport;
+use keyport_core::login::LoginOptions;
 use keyport_core::preset;
 use keyport_core::store::SecretBundle;
 use keyport_core::Secret;
@@ -104,7 +105,8 @@ enum Command {
     Status {
         #[arg(long)]
         json: bool,
-        /// Redraw every second.
+        /// Keep showing it: redrawn on every change the agent reports (with --json: one
+        /// line per change event).
         #[arg(long)]
         watch: bool,
     },
@@ -160,9 +162,6 @@ fn parse_assignment(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Exit code when only an interactive login can help.
-const EXIT_LOGIN_REQUIRED: u8 = 3;
-
 fn main() -> ExitCode {
     let cli = Cli::parse(); // usage errors exit 2
     match run(cli) {
@@ -171,17 +170,10 @@ fn main() -> ExitCode {
             // One line: the core's messages already say what to do.
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("keyport: {msg}");
-            let login_required = matches!(
-                e.downcast_ref::<keyport_core::Error>(),
-                Some(keyport_core::Error::LoginRequired { .. })
-            ) || e
-                .downcast_ref::<agent_cmd::AgentFailure>()
-                .is_some_and(|f| f.0.kind == "login_required");
-            ExitCode::from(if login_required {
-                EXIT_LOGIN_REQUIRED
-            } else {
-                1
-            })
+            ExitCode::from(
+                e.downcast_ref::<keyport_core::Error>()
+                    .map_or(1, |e| e.kind().exit_code()),
+            )
         }
     }
 }
@@ -229,7 +221,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status { json, watch } => agent_cmd::status(json, watch),
         Command::Refresh { name } => {
             let cred = agent_cmd::refresh(&name)?;
-            eprintln!("renewed '{name}'{}", valid_until(&cred));
+            eprintln!("renewed '{name}'{}", valid_until(cred.expires_at));
             Ok(())
         }
         Command::Presets { json } => presets(json),
@@ -239,16 +231,11 @@ fn run(cli: Cli) -> Result<()> {
             no_browser,
             timeout,
         } => {
-            let kp = Keyport::open()?;
             let opts = LoginOptions {
                 force,
-                no_browser,
                 timeout: std::time::Duration::from_secs(timeout),
             };
-            let cred = block_on(kp.login(&name, &opts))??;
-            eprintln!("logged in '{name}'{}", valid_until(&cred));
-            agent_cmd::reload();
-            Ok(())
+            agent_cmd::login(&name, opts, no_browser)
         }
         Command::Logout { name } => {
             let kp = Keyport::open()?;
@@ -257,7 +244,7 @@ fn run(cli: Cli) -> Result<()> {
                 "forgot the token of '{name}'{}",
                 note.map(|n| format!(" ({n})")).unwrap_or_default()
             );
-            agent_cmd::reload();
+            agent_cmd::changed(&name);
             Ok(())
         }
         Command::Profile(cmd) => profile(cmd),
@@ -269,7 +256,7 @@ fn run(cli: Cli) -> Result<()> {
             let wrote = kp.set_secret(&name, &field, value)?;
             if wrote {
                 eprintln!("saved secret '{field}' of '{name}' in the keychain");
-                agent_cmd::reload();
+                agent_cmd::changed(&name);
             } else {
                 eprintln!("secret '{field}' of '{name}' is unchanged");
             }
@@ -319,8 +306,8 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// ", valid until <RFC 3339>" when the expiry is known.
-fn valid_until(cred: &keyport_core::scheme::Credential) -> String {
-    cred.expires_at
+fn valid_until(expires_at: Option<time::OffsetDateTime>) -> String {
+    expires_at
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
@@ -400,7 +387,7 @@ fn profile(cmd: ProfileCmd) -> Result<()> {
                 bundle.insert(f.clone(), input.read(&name, f)?);
             }
             kp.add(&name, draft, bundle)?;
-            agent_cmd::reload();
+            agent_cmd::changed(&name);
             eprintln!(
                 "added profile '{name}'{}",
                 if secret.is_empty() {
@@ -465,7 +452,7 @@ fn profile(cmd: ProfileCmd) -> Result<()> {
         }
         ProfileCmd::Rm { name } => {
             kp.remove(&name)?;
-            agent_cmd::reload();
+            agent_cmd::changed(&name);
             eprintln!("removed profile '{name}' and its keychain items");
             Ok(())
         }
@@ -474,7 +461,7 @@ fn profile(cmd: ProfileCmd) -> Result<()> {
             assignment: (field, value),
         } => {
             kp.set(&name, &field, &value)?;
-            agent_cmd::reload();
+            agent_cmd::changed(&name);
             eprintln!("updated '{field}' of '{name}'");
             Ok(())
         }

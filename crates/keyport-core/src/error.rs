@@ -1,11 +1,15 @@
-//! Keyport's error type.
+//! Keyport's error type, and the one classification of failures that the agent, the CLI's
+//! exit codes and the desktop app share ([`ErrorKind`]).
 //!
 //! Every variant renders as one line that says what is wrong and what to do about it; the
 //! CLI prints it as is. No variant carries a secret value: keychain errors carry the item's
 //! service and account, validation errors carry field names, never what was typed for a
-//! secret field.
+//! secret field. Whether a failure is worth retrying or needs a person is decided per kind,
+//! with an exhaustive match (a new variant must be classified, not fall into a wildcard).
 
 use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 
 use crate::store::KeychainError;
 
@@ -65,6 +69,7 @@ pub enum Error {
         hint: String,
     },
 
+    /// A value (typed by the user, or in the config) breaks a rule.
     #[error("invalid value for '{field}': {message}")]
     InvalidValue { field: String, message: String },
 
@@ -97,25 +102,297 @@ pub enum Error {
     /// An interactive login did not complete.
     #[error("login for '{profile}' failed: {message}")]
     Login { profile: String, message: String },
+
+    #[error("a login for '{profile}' is already in progress: finish it in the browser, or cancel it first")]
+    LoginInProgress { profile: String },
+
+    #[error("login for '{profile}' interrupted: nothing was changed")]
+    LoginCancelled { profile: String },
+
+    /// Talking to a running agent failed.
+    #[error("{0}")]
+    Agent(String),
+
+    /// Another agent (CLI or desktop app) already serves this user session.
+    #[error("an agent is already running (pid {pid}): use it, or stop it with `kill {pid}` first")]
+    AgentRunning { pid: String },
+
+    /// The runtime dir (agent socket, lock files) is missing, unsafe or unusable.
+    #[error("runtime dir {}: {message}", path.display())]
+    RuntimeDir { path: PathBuf, message: String },
+
+    /// A bug or an unexpected platform failure (a task that panicked, a TLS stack that
+    /// cannot start). Worth retrying; worth reporting.
+    #[error("internal error: {0} (please report it)")]
+    Internal(String),
+
+    /// An error a running agent reported, with its kind.
+    #[error("{message}")]
+    Remote { kind: ErrorKind, message: String },
 }
 
-impl Error {
-    /// Can only a person fix this (wrong credentials or settings), as opposed to a failure
-    /// worth retrying later (network, 5xx, a locked keychain)?
-    pub fn needs_person(&self) -> bool {
+/// What kind of failure an [`Error`] is: the one classification the agent (retry or not),
+/// the CLI (exit codes) and the desktop app (what to show) share. Serialized as snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The config file is malformed or breaks a rule.
+    Config,
+    /// A file could not be read or written.
+    Io,
+    NotFound,
+    Exists,
+    /// A name, preset, field or value is not acceptable.
+    Invalid,
+    SecretNotSet,
+    /// A pasted token expired.
+    TokenExpired,
+    /// The keychain is unavailable, locked or holds something unexpected.
+    Keychain,
+    /// An endpoint refused (4xx): wrong credentials or settings.
+    Rejected,
+    /// An endpoint could not be reached, timed out or failed (5xx, 408, 429, transport).
+    Unavailable,
+    LoginRequired,
+    /// An interactive login did not complete (denied, timed out, forged callback).
+    LoginFailed,
+    LoginInProgress,
+    Cancelled,
+    /// A running agent did not answer, or answered something unreadable.
+    Agent,
+    AgentRunning,
+    RuntimeDir,
+    /// Anything else; also what an unknown kind from a newer agent reads as.
+    #[serde(other)]
+    Internal,
+}
+
+impl ErrorKind {
+    /// Only a person can fix this (wrong credentials or settings, a login): retrying on a
+    /// timer would only hammer an endpoint (a wrong password could lock the account).
+    /// Everything else is worth retrying later.
+    pub fn needs_person(self) -> bool {
         match self {
-            Error::Endpoint {
-                status: Some(s), ..
-            } => (400..500).contains(s) && !matches!(s, 408 | 429),
-            Error::Endpoint { .. } | Error::Keychain(_) | Error::Io { .. } => false,
-            _ => true,
+            ErrorKind::Config
+            | ErrorKind::NotFound
+            | ErrorKind::Exists
+            | ErrorKind::Invalid
+            | ErrorKind::SecretNotSet
+            | ErrorKind::TokenExpired
+            | ErrorKind::Rejected
+            | ErrorKind::LoginRequired
+            | ErrorKind::LoginFailed => true,
+            ErrorKind::Io
+            | ErrorKind::Keychain
+            | ErrorKind::Unavailable
+            | ErrorKind::LoginInProgress
+            | ErrorKind::Cancelled
+            | ErrorKind::Agent
+            | ErrorKind::AgentRunning
+            | ErrorKind::RuntimeDir
+            | ErrorKind::Internal => false,
         }
     }
 
+    /// The `keyport` exit code: 3 when only an interactive login can help, else 1 (2 is
+    /// for usage errors, which never reach the core).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::LoginRequired => 3,
+            ErrorKind::Config
+            | ErrorKind::Io
+            | ErrorKind::NotFound
+            | ErrorKind::Exists
+            | ErrorKind::Invalid
+            | ErrorKind::SecretNotSet
+            | ErrorKind::TokenExpired
+            | ErrorKind::Keychain
+            | ErrorKind::Rejected
+            | ErrorKind::Unavailable
+            | ErrorKind::LoginFailed
+            | ErrorKind::LoginInProgress
+            | ErrorKind::Cancelled
+            | ErrorKind::Agent
+            | ErrorKind::AgentRunning
+            | ErrorKind::RuntimeDir
+            | ErrorKind::Internal => 1,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::Io => "io",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Exists => "exists",
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::SecretNotSet => "secret_not_set",
+            ErrorKind::TokenExpired => "token_expired",
+            ErrorKind::Keychain => "keychain",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::LoginRequired => "login_required",
+            ErrorKind::LoginFailed => "login_failed",
+            ErrorKind::LoginInProgress => "login_in_progress",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Agent => "agent",
+            ErrorKind::AgentRunning => "agent_running",
+            ErrorKind::RuntimeDir => "runtime_dir",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Error {
+    /// This error's kind. Exhaustive on purpose: a new variant must be classified here.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Config { .. } => ErrorKind::Config,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::ProfileNotFound(_) => ErrorKind::NotFound,
+            Error::ProfileExists(_) => ErrorKind::Exists,
+            Error::InvalidName(_)
+            | Error::UnknownPreset(_)
+            | Error::UnknownField { .. }
+            | Error::SecretOnCommandLine { .. }
+            | Error::NotASecret { .. }
+            | Error::MissingField { .. }
+            | Error::InvalidValue { .. } => ErrorKind::Invalid,
+            Error::SecretNotSet { .. } => ErrorKind::SecretNotSet,
+            Error::TokenExpired { .. } => ErrorKind::TokenExpired,
+            Error::Keychain(_) => ErrorKind::Keychain,
+            Error::Endpoint {
+                status: Some(s), ..
+            } if (400..500).contains(s) && !matches!(s, 408 | 429) => ErrorKind::Rejected,
+            Error::Endpoint { .. } => ErrorKind::Unavailable,
+            Error::LoginRequired { .. } => ErrorKind::LoginRequired,
+            Error::Login { .. } => ErrorKind::LoginFailed,
+            Error::LoginInProgress { .. } => ErrorKind::LoginInProgress,
+            Error::LoginCancelled { .. } => ErrorKind::Cancelled,
+            Error::Agent(_) => ErrorKind::Agent,
+            Error::AgentRunning { .. } => ErrorKind::AgentRunning,
+            Error::RuntimeDir { .. } => ErrorKind::RuntimeDir,
+            Error::Internal(_) => ErrorKind::Internal,
+            Error::Remote { kind, .. } => *kind,
+        }
+    }
+
+    /// Can only a person fix this? See [`ErrorKind::needs_person`].
+    pub fn needs_person(&self) -> bool {
+        self.kind().needs_person()
+    }
+
+    /// A value that breaks a rule; only for validation, never for unrelated failures.
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::InvalidValue {
             field: field.into(),
             message: message.into(),
         }
+    }
+}
+
+/// An error as it crosses a boundary (the control channel, the app's IPC, live events):
+/// its kind and its one line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl From<&Error> for ErrorInfo {
+    fn from(e: &Error) -> Self {
+        ErrorInfo {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<Error> for ErrorInfo {
+    fn from(e: Error) -> Self {
+        (&e).into()
+    }
+}
+
+impl From<ErrorInfo> for Error {
+    fn from(e: ErrorInfo) -> Self {
+        Error::Remote {
+            kind: e.kind,
+            message: e.message,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(status: Option<u16>) -> Error {
+        Error::Endpoint {
+            what: "token endpoint",
+            url: "https://x".into(),
+            status,
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn endpoint_failures_are_rejected_or_unavailable_by_status() {
+        assert_eq!(endpoint(Some(401)).kind(), ErrorKind::Rejected);
+        assert!(endpoint(Some(401)).needs_person());
+        for s in [Some(408), Some(429), Some(500), Some(503), None] {
+            assert_eq!(endpoint(s).kind(), ErrorKind::Unavailable, "{s:?}");
+            assert!(!endpoint(s).needs_person());
+        }
+    }
+
+    #[test]
+    fn failures_that_are_not_the_users_fault_are_retried() {
+        for e in [
+            Error::Internal("a renewal panicked".into()),
+            Error::Agent("no answer".into()),
+            Error::RuntimeDir {
+                path: "/run".into(),
+                message: "m".into(),
+            },
+        ] {
+            assert!(!e.needs_person(), "{e}");
+            assert_eq!(e.kind().exit_code(), 1);
+        }
+        let login = Error::LoginRequired {
+            profile: "p".into(),
+            reason: "r".into(),
+        };
+        assert!(login.needs_person());
+        assert_eq!(login.kind().exit_code(), 3);
+    }
+
+    #[test]
+    fn kinds_cross_the_wire_and_unknown_ones_read_as_internal() {
+        let info = ErrorInfo::from(&Error::ProfileNotFound("x".into()));
+        let json = serde_json::to_string(&info).unwrap();
+        assert!(json.contains(r#""kind":"not_found""#), "{json}");
+        let back: ErrorInfo = serde_json::from_str(&json).unwrap();
+        assert_eq!(Error::from(back).kind(), ErrorKind::NotFound);
+        let newer: ErrorInfo =
+            serde_json::from_str(r#"{"kind":"from_the_future","message":"m"}"#).unwrap();
+        assert_eq!(newer.kind, ErrorKind::Internal);
+        assert_eq!(
+            serde_json::to_value(ErrorKind::LoginRequired).unwrap(),
+            ErrorKind::LoginRequired.as_str()
+        );
     }
 }

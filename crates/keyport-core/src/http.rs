@@ -51,7 +51,7 @@ pub fn client(opts: &HttpOptions) -> Result<reqwest::Client> {
         }
     }
     b.build()
-        .map_err(|e| Error::invalid("http", format!("cannot set up HTTPS ({e})")))
+        .map_err(|e| Error::Internal(format!("cannot set up HTTPS ({e})")))
 }
 
 /// Checks an endpoint URL by the profile's http rule.

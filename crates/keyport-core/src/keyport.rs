@@ -5,19 +5,25 @@
 //! [`Keyport`] is the one place that combines the config file and the secret store, and it
 //! fixes the order of their writes so that a failure loses nothing: a new profile's secrets
 //! go to the keychain before its config entry (and are removed again if the config write
-//! fails); a removed profile's keychain items go before its config entry. Left out on
-//! purpose: prompting and printing (the CLI's job) and any caching.
+//! fails); a removed profile's keychain items go before its config entry. A profile's token
+//! state is deleted only under the profile's lock, so a renewal in flight (in this process
+//! or another) can't save a token obtained with the old settings after the delete. It also
+//! holds the process's one [`Keychain`] owner and its [`Clock`]. Left out on purpose:
+//! prompting and printing (the CLI's job) and any caching.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigStore};
 use crate::error::{Error, Result};
+use crate::paths::ProfileLock;
 use crate::preset::{self, Preset};
 use crate::profile::{self, Profile};
 use crate::secret::Secret;
-use crate::store::{ItemKey, KeyringStore, SecretBundle, SecretStore};
+use crate::store::{ItemKey, Keychain, KeyringStore, SecretBundle, SecretStore};
 
 /// A profile as shown to the user: settings, and for secrets only whether they are set.
 #[derive(Debug, Clone, Serialize)]
@@ -36,24 +42,52 @@ pub struct ProfileView {
 
 pub struct Keyport {
     config: ConfigStore,
-    store: Box<dyn SecretStore>,
+    keychain: Keychain,
+    clock: Arc<dyn Clock>,
 }
 
 impl Keyport {
-    pub fn new(config: ConfigStore, store: Box<dyn SecretStore>) -> Self {
-        Keyport { config, store }
+    /// Keyport over `store` (its calls run on a keychain owner thread) with the system
+    /// clock.
+    pub fn new(config: ConfigStore, store: Arc<dyn SecretStore>) -> Self {
+        Keyport {
+            config,
+            keychain: Keychain::new(store),
+            clock: SystemClock::shared(),
+        }
+    }
+
+    /// The same, with another clock (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The real thing: config from the environment, secrets in the OS keychain.
     pub fn open() -> Result<Self> {
         Ok(Self::new(
             ConfigStore::from_env()?,
-            Box::new(KeyringStore::new()?),
+            Arc::new(KeyringStore::new()?),
         ))
     }
 
-    pub(crate) fn store(&self) -> &dyn SecretStore {
-        self.store.as_ref()
+    /// The process's one way to the keychain.
+    pub fn keychain(&self) -> &Keychain {
+        &self.keychain
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Deletes `names`' token state, each under its profile's lock (blocking).
+    fn forget_tokens<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        for name in names {
+            let _lock = ProfileLock::acquire(name)?;
+            let n = name.to_string();
+            self.keychain.call(move |s| s.delete(&ItemKey::token(&n)))?;
+        }
+        Ok(())
     }
 
     pub fn config_store(&self) -> &ConfigStore {
@@ -93,13 +127,15 @@ impl Keyport {
         let preset = preset::get(&prof.preset)?;
         prof.secrets = secrets.fields().map(str::to_string).collect();
         prof.validate(preset, &prof.secrets)?;
+        prof.new_secrets_rev();
         let mut wrote_keychain = false;
         let result = self.config.update(|cfg| {
             if cfg.profiles.contains_key(name) {
                 return Err(Error::ProfileExists(name.to_string()));
             }
             if !secrets.is_empty() {
-                secrets.save(self.store.as_ref(), name)?;
+                let (n, b) = (name.to_string(), secrets.clone());
+                self.keychain.call(move |s| b.save(s, &n))?;
                 wrote_keychain = true;
             }
             cfg.profiles.insert(name.to_string(), prof);
@@ -107,7 +143,8 @@ impl Keyport {
         });
         if result.is_err() && wrote_keychain {
             // The config entry was not written: don't leave an orphan item behind.
-            let _ = self.store.delete(&ItemKey::secrets(name));
+            let n = name.to_string();
+            let _ = self.keychain.call(move |s| s.delete(&ItemKey::secrets(&n)));
         }
         result
     }
@@ -116,7 +153,8 @@ impl Keyport {
         let cfg = self.config.load()?;
         let prof = cfg.get(name)?;
         let preset = preset::get(&prof.preset)?;
-        let bundle = SecretBundle::load(self.store.as_ref(), name)?;
+        let n = name.to_string();
+        let bundle = self.keychain.call(move |s| SecretBundle::load(s, &n))?;
         Ok(ProfileView {
             name: name.to_string(),
             preset: prof.preset.clone(),
@@ -142,8 +180,9 @@ impl Keyport {
                     format!("profile '{name}' is the parent of '{child}': remove or re-parent '{child}' first"),
                 ));
             }
-            self.store.delete(&ItemKey::secrets(name))?;
-            self.store.delete(&ItemKey::token(name))?;
+            let n = name.to_string();
+            self.keychain.call(move |s| s.delete(&ItemKey::secrets(&n)))?;
+            self.forget_tokens([name])?;
             cfg.profiles.remove(name);
             Ok(())
         })
@@ -163,12 +202,12 @@ impl Keyport {
             // A token obtained with other settings may be for another workspace, user...;
             // `notify`, extra headers and the like don't touch it (and forgetting an OAuth
             // session would force a new browser login).
-            let token_changed = changed.settings != prof.settings
-                || changed.allow_insecure_http != prof.allow_insecure_http
-                || changed.ca_file != prof.ca_file;
+            let token_changed = changed.token_fingerprint() != prof.token_fingerprint();
             cfg.profiles.insert(name.to_string(), changed);
             if token_changed {
-                self.store.delete(&ItemKey::token(name))?;
+                // Children's tokens were obtained with this profile's (old) credential.
+                let kids: Vec<String> = children(cfg, name).into_iter().map(String::from).collect();
+                self.forget_tokens(std::iter::once(name).chain(kids.iter().map(String::as_str)))?;
             }
             Ok(())
         })
@@ -199,21 +238,37 @@ impl Keyport {
     pub fn set_secret(&self, name: &str, field: &str, value: Secret) -> Result<bool> {
         self.secret_field(name, field)?;
         self.config.update(|cfg| {
+            let kids: Vec<String> = children(cfg, name).into_iter().map(String::from).collect();
             let prof = cfg
                 .profiles
                 .get_mut(name)
                 .ok_or_else(|| Error::ProfileNotFound(name.to_string()))?;
-            let mut bundle = SecretBundle::load(self.store.as_ref(), name)?;
-            bundle.insert(field, value);
-            let wrote = bundle.save(self.store.as_ref(), name)?;
-            prof.secrets = bundle.fields().map(str::to_string).collect();
+            let (n, f) = (name.to_string(), field.to_string());
+            let (wrote, fields) = self.keychain.call(move |s| {
+                let mut bundle = SecretBundle::load(s, &n)?;
+                bundle.insert(f, value);
+                let wrote = bundle.save(s, &n)?;
+                Ok((wrote, bundle.fields().map(str::to_string).collect()))
+            })?;
+            prof.secrets = fields;
             if wrote {
-                // New credentials: the cached token belongs to the old ones.
-                self.store.delete(&ItemKey::token(name))?;
+                // New credentials: the cached tokens (this profile's and its children's)
+                // belong to the old ones, and their fingerprints must say so.
+                prof.new_secrets_rev();
+                self.forget_tokens(std::iter::once(name).chain(kids.iter().map(String::as_str)))?;
             }
             Ok(wrote)
         })
     }
+}
+
+/// Profiles whose `parent` is `name`.
+fn children<'a>(cfg: &'a Config, name: &'a str) -> Vec<&'a str> {
+    cfg.profiles
+        .iter()
+        .filter(|(_, p)| p.settings.get("parent").map(String::as_str) == Some(name))
+        .map(|(n, _)| n.as_str())
+        .collect()
 }
 
 #[cfg(test)]
@@ -224,7 +279,7 @@ mod tests {
 
     fn kp() -> (tempfile::TempDir, Keyport) {
         let d = tempfile::tempdir().unwrap();
-        let k = Keyport::new(ConfigStore::new(d.path()), Box::new(MemoryStore::default()));
+        let k = Keyport::new(ConfigStore::new(d.path()), Arc::new(MemoryStore::default()));
         (d, k)
     }
 
@@ -281,7 +336,9 @@ mod tests {
         );
         k.remove("erp").unwrap();
         assert!(matches!(k.show("erp"), Err(Error::ProfileNotFound(_))));
-        assert!(SecretBundle::load(k.store.as_ref(), "erp")
+        assert!(k
+            .keychain
+            .call(|s| SecretBundle::load(s, "erp"))
             .unwrap()
             .is_empty());
     }

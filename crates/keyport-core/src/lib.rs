@@ -7,17 +7,25 @@
 //! - [`scheme`]: static auth schemes turning a profile into headers.
 //! - [`token`], [`http`], [`engine`]: token state in the keychain, token calls, and the
 //!   engines (login endpoints, token exchange, OAuth2) that keep a credential valid.
-//! - [`keyport`]: the use cases the CLI and the app share.
+//! - [`keyport`], [`login`]: the use cases the CLI and the app share (interactive logins
+//!   with a UI port).
+//! - [`agent`]: keeps every token valid in the background; its read side serves
+//!   credentials from memory; its host is what the CLI and the app start.
+//! - [`clock`], [`paths`], [`notify`], [`browser`]: time, run-time files, desktop
+//!   notifications and the system browser, each behind a small seam.
 //!
-//! Not here: argument parsing and prompts (keyport-cli), windows and tray (src-tauri).
+//! Not here: argument parsing, prompts and signal handling (keyport-cli), windows and tray
+//! (src-tauri).
 
-#[cfg(unix)]
 pub mod agent;
+pub mod browser;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod http;
 pub mod keyport;
+pub mod login;
 pub mod notify;
 pub mod paths;
 pub mod preset;
@@ -28,6 +36,6 @@ pub mod store;
 pub mod template;
 pub mod token;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorInfo, ErrorKind, Result};
 pub use keyport::{Keyport, ProfileView};
 pub use secret::Secret;

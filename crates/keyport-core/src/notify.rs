@@ -19,6 +19,10 @@ pub enum Event {
     RenewalFailing,
     /// Only an interactive login can help.
     LoginRequired,
+    /// A login started from a notification shows its device code.
+    LoginCode,
+    /// A login started from a notification failed.
+    LoginFailed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +62,9 @@ impl Notifier for DesktopNotifier {
             }
             #[cfg(all(unix, not(target_os = "macos")))]
             n.urgency(match notice.event {
-                Event::Expired | Event::LoginRequired => notify_rust::Urgency::Critical,
+                Event::Expired | Event::LoginRequired | Event::LoginCode => {
+                    notify_rust::Urgency::Critical
+                }
                 _ => notify_rust::Urgency::Normal,
             });
             match n.show() {

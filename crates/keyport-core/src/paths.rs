@@ -1,5 +1,6 @@
 //! Where Keyport keeps run-time files: the agent's socket and pid file, and per-profile lock
-//! files that keep two processes from refreshing one token at the same time.
+//! files that keep two processes from refreshing one token (or running two logins of one
+//! profile) at the same time.
 //!
 //! `$KEYPORT_RUNTIME_DIR` (tests use it), else `$XDG_RUNTIME_DIR/keyport`, else
 //! `<temp>/keyport-<user>`. The directory is created `0700`. Left out on purpose: anything
@@ -23,10 +24,9 @@ pub fn runtime_dir() -> Result<PathBuf> {
     b.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(&dir).map_err(|source| Error::Io {
-        action: "cannot create runtime dir",
+    b.create(&dir).map_err(|e| Error::RuntimeDir {
         path: dir.clone(),
-        source,
+        message: format!("cannot create it ({e}): set KEYPORT_RUNTIME_DIR to a private directory"),
     })?;
     #[cfg(unix)]
     check_private(&dir)?;
@@ -38,27 +38,16 @@ pub fn runtime_dir() -> Result<PathBuf> {
 #[cfg(unix)]
 fn check_private(dir: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let bad = |why: &str| Error::Config {
+    let bad = |why: &str| Error::RuntimeDir {
         path: dir.to_path_buf(),
-        location: String::new(),
-        message: format!(
-            "the runtime dir {why}: remove it, or set KEYPORT_RUNTIME_DIR to a private directory"
-        ),
+        message: format!("it {why}: remove it, or set KEYPORT_RUNTIME_DIR to a private directory"),
     };
-    let meta = fs::symlink_metadata(dir).map_err(|source| Error::Io {
-        action: "cannot inspect runtime dir",
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    let meta = fs::symlink_metadata(dir).map_err(|e| bad(&format!("cannot be inspected ({e})")))?;
     if !meta.is_dir() {
         return Err(bad("is not a directory (a symlink?)"));
     }
     // Our uid: the owner of a file we just created.
-    let probe = tempfile::tempfile_in(dir).map_err(|source| Error::Io {
-        action: "cannot write in runtime dir",
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    let probe = tempfile::tempfile_in(dir).map_err(|e| bad(&format!("is not writable ({e})")))?;
     let mine = probe.metadata().map(|m| m.uid()).unwrap_or(u32::MAX);
     if meta.uid() != mine {
         return Err(bad("belongs to another user"));
@@ -70,34 +59,59 @@ fn check_private(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// An exclusive lock on one profile's token, across processes; released on drop.
+fn lock_file(profile: &str, suffix: &str) -> Result<(fs::File, PathBuf)> {
+    let dir = runtime_dir()?.join("locks");
+    fs::create_dir_all(&dir).map_err(|e| Error::RuntimeDir {
+        path: dir.clone(),
+        message: format!("cannot create the lock dir ({e})"),
+    })?;
+    let path = dir.join(format!("{profile}.{suffix}"));
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| Error::Io {
+            action: "cannot open lock file",
+            path: path.clone(),
+            source,
+        })?;
+    Ok((f, path))
+}
+
+/// An exclusive lock on one profile's token, across processes; released on drop. Every
+/// write or delete of a profile's token state happens under it.
 pub struct ProfileLock(#[allow(dead_code)] fs::File);
 
 impl ProfileLock {
     /// Waits for the lock (blocking: call from a blocking context).
     pub fn acquire(profile: &str) -> Result<Self> {
-        let dir = runtime_dir()?.join("locks");
-        fs::create_dir_all(&dir).map_err(|source| Error::Io {
-            action: "cannot create lock dir",
-            path: dir.clone(),
-            source,
-        })?;
-        let path = dir.join(format!("{profile}.lock"));
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|source| Error::Io {
-                action: "cannot open lock file",
-                path: path.clone(),
-                source,
-            })?;
+        let (f, path) = lock_file(profile, "lock")?;
         f.lock().map_err(|source| Error::Io {
             action: "cannot lock",
             path,
             source,
         })?;
         Ok(ProfileLock(f))
+    }
+}
+
+/// Held while an interactive login of a profile runs, so that a second one (from another
+/// terminal, the app or a notification) is refused instead of opening a second browser.
+pub struct LoginLock(#[allow(dead_code)] fs::File);
+
+impl LoginLock {
+    /// `None` when another login of the profile holds it.
+    pub fn try_acquire(profile: &str) -> Result<Option<Self>> {
+        let (f, path) = lock_file(profile, "login")?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(LoginLock(f))),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(source)) => Err(Error::Io {
+                action: "cannot lock",
+                path,
+                source,
+            }),
+        }
     }
 }

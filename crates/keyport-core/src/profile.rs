@@ -72,6 +72,11 @@ pub struct Profile {
     /// Names of the secret fields stored in the profile's keychain item (never values).
     #[serde(default)]
     pub secrets: BTreeSet<String>,
+    /// A random tag that changes whenever the keychain item's secrets change (not derived
+    /// from them). Part of [`Profile::token_fingerprint`], so a token obtained with other
+    /// secrets is recognized without reading any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_rev: Option<String>,
 }
 
 impl Profile {
@@ -90,7 +95,51 @@ impl Profile {
             ca_file: None,
             extra_headers: BTreeMap::new(),
             secrets: BTreeSet::new(),
+            secrets_rev: None,
         }
+    }
+
+    /// Identifies what a token of this profile is obtained with: the preset, the settings,
+    /// the http options and the revision of the secrets. Stored with every token; a token
+    /// whose fingerprint differs was obtained with other settings or secrets and is never
+    /// served. `notify` and extra headers are not part of it (they don't change the token).
+    pub fn token_fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut part = |s: &str| {
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        };
+        part("keyport-token-v1");
+        part(&self.preset);
+        for (k, v) in &self.settings {
+            part(k);
+            part(v);
+        }
+        part(if self.allow_insecure_http {
+            "insecure"
+        } else {
+            ""
+        });
+        part(self.ca_file.as_deref().unwrap_or(""));
+        part(self.secrets_rev.as_deref().unwrap_or(""));
+        h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Marks the secrets as changed (see [`Profile::secrets_rev`]).
+    pub fn new_secrets_rev(&mut self) {
+        let mut bytes = [0u8; 12];
+        // A clock-based tag if the OS has no randomness to give (it only needs to differ).
+        if getrandom::getrandom(&mut bytes).is_err() {
+            let n = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            bytes.copy_from_slice(&n.to_le_bytes()[..12]);
+        }
+        self.secrets_rev = Some(bytes.iter().map(|b| format!("{b:02x}")).collect());
     }
 
     /// Applies `FIELD=VALUE` from the command line. An empty value clears an optional field.

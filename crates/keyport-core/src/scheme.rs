@@ -29,6 +29,8 @@ pub struct Credential {
     pub obtained_at: Option<OffsetDateTime>,
     /// The token's lifetime is renewed on each use (Improvado).
     pub sliding: bool,
+    /// The [`Profile::token_fingerprint`] of the profile it was made for.
+    pub fingerprint: Option<String>,
 }
 
 impl Credential {
@@ -202,6 +204,7 @@ pub fn render(
         widget_url: None,
         obtained_at: None,
         sliding: false,
+        fingerprint: None,
     })
 }
 

@@ -7,9 +7,17 @@
 //!
 //! [`KeyringStore`] is the real store (keyring crate: Secret Service, macOS Keychain, Windows
 //! Credential Manager) and refuses to run on keyring's in-memory mock. [`MemoryStore`] exists
-//! for unit tests of single modules only. Keychain calls block (a Secret Service call is a
-//! D-Bus round trip): callers keep them off hot paths. Left out on purpose: caching (a later
-//! agent owns that), and listing items (we always know the accounts from the config).
+//! for unit tests of single modules only.
+//!
+//! Keychain calls block (a Secret Service call is a D-Bus round trip that opens a session
+//! of its own), and a keychain daemon hammered from many threads or processes can fall over
+//! (Debian 12's gnome-keyring 42 aborts). So a process has exactly one [`Keychain`]: an
+//! owner thread that makes every call, one at a time, in order. Synchronous code waits for
+//! it with [`Keychain::call`]; async code awaits [`Keychain::run`] and never blocks a worker
+//! thread. A call handed to the owner runs to the end even if its caller gives up waiting,
+//! so a rotated refresh token being saved is never cut off. Left out on purpose: caching
+//! (the agent keeps what it serves in memory) and listing items (we always know the
+//! accounts from the config).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -79,6 +87,9 @@ pub enum KeychainError {
         account: String,
         detail: String,
     },
+    /// The keychain owner thread is gone or a call on it panicked.
+    #[error("the keychain call failed unexpectedly ({0}): try again")]
+    Owner(&'static str),
     #[error("keychain {op} of {service}/{account} failed: {detail}")]
     Other {
         op: &'static str,
@@ -95,6 +106,82 @@ pub trait SecretStore: Send + Sync {
     fn set(&self, key: &ItemKey, value: &Secret) -> Result<(), KeychainError>;
     /// Returns whether an item was there.
     fn delete(&self, key: &ItemKey) -> Result<bool, KeychainError>;
+}
+
+type Job = Box<dyn FnOnce(&dyn SecretStore) + Send>;
+
+/// The one owner of a process's keychain: a thread that runs every call in order. Cheap to
+/// clone; the thread ends when the last clone is dropped (after finishing what was queued).
+#[derive(Clone)]
+pub struct Keychain {
+    tx: std::sync::mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Keychain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keychain")
+    }
+}
+
+impl Keychain {
+    pub fn new(store: std::sync::Arc<dyn SecretStore>) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("keychain".into())
+            .spawn(move || {
+                for job in rx {
+                    // A panic in one call must not take the owner (and every later call)
+                    // down; its caller sees `Owner`.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        job(store.as_ref())
+                    }));
+                }
+            })
+            .expect("spawn the keychain thread");
+        Keychain { tx }
+    }
+
+    fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn SecretStore) -> Result<T, KeychainError> + Send + 'static,
+        reply: impl FnOnce(Result<T, KeychainError>) + Send + 'static,
+    ) -> Result<(), KeychainError> {
+        self.tx
+            .send(Box::new(move |s| reply(f(s))))
+            .map_err(|_| KeychainError::Owner("the keychain thread has stopped"))
+    }
+
+    /// Runs `f` on the keychain thread and waits for it. For synchronous code only.
+    pub fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn SecretStore) -> Result<T, KeychainError> + Send + 'static,
+    ) -> Result<T, KeychainError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.submit(f, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.recv()
+            .map_err(|_| KeychainError::Owner("the keychain call panicked"))?
+    }
+
+    /// Runs `f` on the keychain thread; the awaiting task does not block its thread.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn SecretStore) -> Result<T, KeychainError> + Send + 'static,
+    ) -> Result<T, KeychainError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(f, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.await
+            .map_err(|_| KeychainError::Owner("the keychain call panicked"))?
+    }
+
+    /// Waits until every call queued before this one has finished (before a process
+    /// exits, so a save in flight is not cut off).
+    pub async fn flush(&self) {
+        let _ = self.run(|_| Ok(())).await;
+    }
 }
 
 /// The real OS keychain through the `keyring` crate.

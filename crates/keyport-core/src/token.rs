@@ -24,6 +24,9 @@ pub struct TokenState {
     pub sliding: bool,
     /// Airbyte widget tokens: the widget URL decoded from the token.
     pub widget_url: Option<String>,
+    /// [`crate::profile::Profile::token_fingerprint`] of the settings and secrets it was
+    /// obtained with. `None` only for tokens stored before fingerprints existed.
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -42,6 +45,8 @@ struct Stored {
     sliding: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     widget_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fp: Option<String>,
 }
 
 impl TokenState {
@@ -50,6 +55,13 @@ impl TokenState {
     pub fn valid_for(&self, now: OffsetDateTime, min_valid: i64) -> bool {
         self.expires_at
             .is_none_or(|at| at - now >= time::Duration::seconds(min_valid))
+    }
+
+    /// Was it obtained with the profile whose fingerprint is `current`? Tokens from before
+    /// fingerprints existed are taken as matching (their settings were checked then: every
+    /// change of settings or secrets deleted the token).
+    pub fn matches(&self, current: &str) -> bool {
+        self.fingerprint.as_deref().is_none_or(|f| f == current)
     }
 
     pub fn load(store: &dyn SecretStore, profile: &str) -> Result<Option<Self>, KeychainError> {
@@ -75,6 +87,7 @@ impl TokenState {
             scopes: s.scopes,
             sliding: s.sliding,
             widget_url: s.widget_url,
+            fingerprint: s.fp,
         }))
     }
 
@@ -88,6 +101,7 @@ impl TokenState {
             scopes: self.scopes.clone(),
             sliding: self.sliding,
             widget_url: self.widget_url.clone(),
+            fp: self.fingerprint.clone(),
         };
         let text = Secret::new(serde_json::to_string(&s).expect("token state serializes"));
         store.set(&ItemKey::token(profile), &text)
@@ -136,8 +150,10 @@ mod tests {
             scopes: vec!["openid".into()],
             sliding: false,
             widget_url: None,
+            fingerprint: Some("f1".into()),
         };
         t.save(&store, "p").unwrap();
+        assert!(t.matches("f1") && !t.matches("f2"));
         assert_eq!(TokenState::load(&store, "p").unwrap(), Some(t.clone()));
         assert!(t.valid_for(datetime!(2026-01-01 0:09 UTC), 30));
         assert!(!t.valid_for(datetime!(2026-01-01 0:09:45 UTC), 30));

@@ -1,41 +1,60 @@
-//! The agent's control channel: a unix socket in the runtime dir, mode 0600 in a 0700
-//! directory, speaking one JSON object per line each way. The CLI asks it for tokens,
-//! status, renewals and reloads; whoever can open the socket is the user.
+//! The agent's control channel: the wire protocol, and its transport.
 //!
-//! Starting an agent takes an exclusive lock file first, so a second agent refuses to start
-//! (with the first one's pid) instead of stealing the socket. `agent.json` beside it records
-//! pid and socket for people and scripts. Left out on purpose: an HTTP listener (the loopback
-//! helper is its own issue) and Windows named pipes (the agent is unix-only for now).
+//! One JSON object per line each way. A request is answered with one response, except
+//! `watch` (a snapshot, then every change, until the client goes) and `login` (the login's
+//! steps, then its result; the client may send `cancel_login`, and a client that goes
+//! away cancels the login). The CLI asks for tokens, status, renewals and logins, and says
+//! when a profile changed. Whoever can open the channel is the user.
+//!
+//! The transport is platform-specific and only that: on unix a socket in the 0700 runtime
+//! dir, mode 0600 (the `unix` module); elsewhere there is no channel yet (an embedded agent
+//! still works, and [`Client::connect`] finds nothing). Left out on purpose: Windows named
+//! pipes, and the HTTP helper (its own issue).
 
-use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-use tokio::net::UnixListener;
 
-use super::{AgentError, AgentHandle, ProfileStatus};
-use crate::error::{Error, Result};
+use super::{AgentEvent, ProfileStatus};
+use crate::error::{ErrorInfo, Result};
+use crate::login::{LoginOptions, LoginStep};
 use crate::paths::runtime_dir;
 use crate::scheme::Credential;
 use crate::secret::Secret;
 
+/// The longest request line the agent reads; a longer one is refused.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    Token { profile: String, min_valid: i64 },
-    Refresh { profile: String },
+    Token {
+        profile: String,
+        min_valid: i64,
+    },
+    Refresh {
+        profile: String,
+    },
     Status,
-    Reload,
+    /// The config changed; with a profile, that profile's secrets or token may have too.
+    Changed {
+        profile: Option<String>,
+    },
+    /// A snapshot, then every change.
+    Watch,
+    Login {
+        profile: String,
+        options: LoginOptions,
+    },
+    CancelLogin {
+        profile: String,
+    },
 }
 
-/// A credential on the wire (the socket is the user's own).
-#[derive(Debug, Serialize, Deserialize)]
+/// A credential on the wire (the channel is the user's own). `Debug` leaves the header
+/// values out.
+#[derive(Serialize, Deserialize)]
 pub struct WireCredential {
     pub scheme: String,
     pub headers: Vec<(String, String)>,
@@ -46,6 +65,17 @@ pub struct WireCredential {
     pub refreshable: bool,
     pub sliding: bool,
     pub widget_url: Option<String>,
+}
+
+impl std::fmt::Debug for WireCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(h, _)| h.as_str()).collect();
+        f.debug_struct("WireCredential")
+            .field("scheme", &self.scheme)
+            .field("headers", &names)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<&Credential> for WireCredential {
@@ -80,6 +110,7 @@ impl From<WireCredential> for Credential {
             refreshable: w.refreshable,
             sliding: w.sliding,
             widget_url: w.widget_url,
+            fingerprint: None,
         }
     }
 }
@@ -87,196 +118,378 @@ impl From<WireCredential> for Credential {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
-    Credential { credential: WireCredential },
-    Status { profiles: Vec<ProfileStatus> },
+    Credential {
+        credential: WireCredential,
+    },
+    Status {
+        profiles: Vec<ProfileStatus>,
+    },
     Done,
-    Error { error: AgentError },
+    /// One change (`watch`).
+    Event {
+        event: AgentEvent,
+    },
+    /// One step of a login (`login`), before its result.
+    Step {
+        step: LoginStep,
+    },
+    Error {
+        error: ErrorInfo,
+    },
 }
 
 pub fn socket_path() -> Result<PathBuf> {
     Ok(runtime_dir()?.join("agent.sock"))
 }
 
-fn info_path() -> Result<PathBuf> {
-    Ok(runtime_dir()?.join("agent.json"))
-}
+#[cfg(unix)]
+pub use unix::{serve, Client, Listener};
 
-/// What `agent.json` says.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AgentInfo {
-    pub pid: u32,
-    pub socket: PathBuf,
-}
+#[cfg(unix)]
+mod unix {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixStream;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::time::Duration;
 
-pub fn running_info() -> Option<AgentInfo> {
-    let text = fs::read_to_string(info_path().ok()?).ok()?;
-    serde_json::from_str(&text).ok()
-}
+    use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt};
+    use tokio::net::UnixListener;
+    use tokio::sync::mpsc;
 
-/// The listening side, holding the single-agent lock until dropped.
-pub struct Listener {
-    pub listener: UnixListener,
-    _lock: fs::File,
-    socket: PathBuf,
-    info: PathBuf,
-}
+    use super::{Request, Response, MAX_REQUEST};
+    use crate::agent::AgentHandle;
+    use crate::error::{Error, ErrorInfo, ErrorKind, Result};
+    use crate::login::{Cancel, LoginStep, LoginUi};
 
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.socket);
-        let _ = fs::remove_file(&self.info);
+    /// The listening socket; removed when dropped.
+    pub struct Listener {
+        listener: UnixListener,
+        path: PathBuf,
     }
-}
 
-fn io(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error {
-    let path = path.to_path_buf();
-    move |source| Error::Io {
-        action,
-        path,
-        source,
+    impl Drop for Listener {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
-}
 
-/// Takes the single-agent lock, binds the socket (0600) and writes `agent.json` (0600).
-/// Must run inside a tokio runtime.
-pub fn bind() -> Result<Listener> {
-    let dir = runtime_dir()?;
-    let lock_path = dir.join("agent.lock");
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io("cannot open", &lock_path))?;
-    if lock.try_lock().is_err() {
-        let pid = running_info().map_or_else(|| "?".into(), |i| i.pid.to_string());
-        return Err(Error::invalid(
-            "agent",
-            format!("an agent is already running (pid {pid}): use it, or stop it with `kill {pid}` first"),
-        ));
-    }
-    let socket = dir.join("agent.sock");
-    let _ = fs::remove_file(&socket); // stale: we hold the lock, so nobody serves it
-    let listener = UnixListener::bind(&socket).map_err(io("cannot listen on", &socket))?;
-    fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))
-        .map_err(io("cannot chmod", &socket))?;
-    let info = dir.join("agent.json");
-    let text = serde_json::to_string(&AgentInfo {
-        pid: std::process::id(),
-        socket: socket.clone(),
-    })
-    .expect("serializes");
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode_0600()
-        .open(&info)
-        .map_err(io("cannot write", &info))?;
-    f.write_all(text.as_bytes())
-        .map_err(io("cannot write", &info))?;
-    Ok(Listener {
-        listener,
-        _lock: lock,
-        socket,
-        info,
-    })
-}
-
-trait Mode0600 {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl Mode0600 for fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
-    }
-}
-
-/// Serves requests until the listener is dropped.
-pub async fn serve(listener: &UnixListener, handle: AgentHandle) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            // e.g. out of file descriptors: don't spin
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            continue;
-        };
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            let (r, mut w) = stream.into_split();
-            let mut lines = tokio::io::BufReader::new(r).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let resp = match serde_json::from_str::<Request>(&line) {
-                    Ok(req) => dispatch(&handle, req).await,
-                    Err(e) => Response::Error {
-                        error: AgentError {
-                            kind: "error".into(),
-                            message: format!("bad request ({e})"),
-                        },
-                    },
-                };
-                let mut out = serde_json::to_string(&resp).expect("serializes");
-                out.push('\n');
-                if w.write_all(out.as_bytes()).await.is_err() {
-                    break;
+    impl Listener {
+        /// Binds the socket (0600). The caller holds the single-agent lock, so a socket
+        /// left there is stale. Must run inside a tokio runtime.
+        pub fn bind(path: &Path) -> Result<Listener> {
+            let _ = std::fs::remove_file(path);
+            let io = |action: &'static str| {
+                let path = path.to_path_buf();
+                move |source| Error::Io {
+                    action,
+                    path,
+                    source,
                 }
+            };
+            let listener = UnixListener::bind(path).map_err(io("cannot listen on"))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(io("cannot chmod"))?;
+            Ok(Listener {
+                listener,
+                path: path.to_path_buf(),
+            })
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    /// Serves connections until the task is dropped.
+    pub async fn serve(listener: Arc<Listener>, handle: AgentHandle) {
+        loop {
+            let Ok((stream, _)) = listener.listener.accept().await else {
+                // e.g. out of file descriptors: don't spin
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            tokio::spawn(connection(stream, handle.clone()));
+        }
+    }
+
+    enum Line {
+        Text(String),
+        TooLong,
+        Eof,
+    }
+
+    /// One line of at most [`MAX_REQUEST`] bytes.
+    async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R) -> Line {
+        let mut buf = Vec::new();
+        loop {
+            let chunk = match r.fill_buf().await {
+                Ok(c) => c,
+                Err(_) => return Line::Eof,
+            };
+            if chunk.is_empty() {
+                return if buf.is_empty() {
+                    Line::Eof
+                } else {
+                    Line::Text(String::from_utf8_lossy(&buf).into_owned())
+                };
             }
-        });
-    }
-}
-
-async fn dispatch(handle: &AgentHandle, req: Request) -> Response {
-    let cred = |r: std::result::Result<Credential, AgentError>| match r {
-        Ok(c) => Response::Credential {
-            credential: (&c).into(),
-        },
-        Err(error) => Response::Error { error },
-    };
-    match req {
-        Request::Token { profile, min_valid } => cred(handle.token(&profile, min_valid).await),
-        Request::Refresh { profile } => cred(handle.refresh(&profile).await),
-        Request::Status => match handle.status().await {
-            Ok(profiles) => Response::Status { profiles },
-            Err(error) => Response::Error { error },
-        },
-        Request::Reload => match handle.reload().await {
-            Ok(()) => Response::Done,
-            Err(error) => Response::Error { error },
-        },
-    }
-}
-
-/// The CLI's side: blocking, one request per call.
-pub struct Client {
-    stream: UnixStream,
-}
-
-impl Client {
-    /// `None` when no agent answers on the socket.
-    pub fn connect() -> Option<Client> {
-        let stream = UnixStream::connect(socket_path().ok()?).ok()?;
-        // A token request may wait for a renewal (a chain of token calls).
-        stream
-            .set_read_timeout(Some(Duration::from_secs(150)))
-            .ok()?;
-        Some(Client { stream })
+            let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            buf.extend_from_slice(&chunk[..take]);
+            r.consume(take);
+            if buf.len() > MAX_REQUEST {
+                return Line::TooLong;
+            }
+            if done {
+                buf.pop();
+                return Line::Text(String::from_utf8_lossy(&buf).into_owned());
+            }
+        }
     }
 
-    pub fn call(&mut self, req: &Request) -> Result<Response> {
-        let mut line = serde_json::to_string(req).expect("serializes");
-        line.push('\n');
-        let broken = |e: std::io::Error| {
-            Error::invalid(
-                "agent",
-                format!("the agent did not answer ({e}): is it still running?"),
-            )
+    async fn write<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, resp: &Response) -> bool {
+        let mut out = serde_json::to_vec(resp).expect("responses serialize");
+        out.push(b'\n');
+        w.write_all(&out).await.is_ok()
+    }
+
+    fn error(kind: ErrorKind, message: String) -> Response {
+        Response::Error {
+            error: ErrorInfo { kind, message },
+        }
+    }
+
+    async fn connection(stream: tokio::net::UnixStream, handle: AgentHandle) {
+        let (r, mut w) = stream.into_split();
+        let mut r = tokio::io::BufReader::new(r);
+        loop {
+            let line = match read_line(&mut r).await {
+                Line::Text(l) => l,
+                Line::Eof => return,
+                Line::TooLong => {
+                    let msg = format!("request longer than {MAX_REQUEST} bytes: refused");
+                    write(&mut w, &error(ErrorKind::Invalid, msg)).await;
+                    return;
+                }
+            };
+            let req = match serde_json::from_str::<Request>(&line) {
+                Ok(req) => req,
+                Err(e) => {
+                    let msg = format!(
+                        "bad request ({e}): is this keyport the same version as the agent?"
+                    );
+                    if !write(&mut w, &error(ErrorKind::Invalid, msg)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let resp = match req {
+                Request::Watch => return watch(&handle, &mut w).await,
+                Request::Login { profile, options } => {
+                    match login(&handle, profile, options, &mut r, &mut w).await {
+                        Some(resp) => resp,
+                        None => return,
+                    }
+                }
+                other => dispatch(&handle, other).await,
+            };
+            if !write(&mut w, &resp).await {
+                return;
+            }
+        }
+    }
+
+    async fn dispatch(handle: &AgentHandle, req: Request) -> Response {
+        let answer =
+            |r: Result<Response>| r.unwrap_or_else(|e| Response::Error { error: e.into() });
+        match req {
+            Request::Token { profile, min_valid } => answer(
+                handle
+                    .credential(&profile, min_valid)
+                    .await
+                    .map(|s| Response::Credential {
+                        credential: (&s.credential).into(),
+                    }),
+            ),
+            Request::Refresh { profile } => {
+                answer(
+                    handle
+                        .refresh(&profile)
+                        .await
+                        .map(|s| Response::Credential {
+                            credential: (&s.credential).into(),
+                        }),
+                )
+            }
+            Request::Status => answer(
+                handle
+                    .status()
+                    .await
+                    .map(|profiles| Response::Status { profiles }),
+            ),
+            Request::Changed { profile } => answer(
+                handle
+                    .changed(profile.as_deref())
+                    .await
+                    .map(|()| Response::Done),
+            ),
+            Request::CancelLogin { profile } => {
+                handle.cancel_login(&profile);
+                Response::Done
+            }
+            Request::Watch | Request::Login { .. } => unreachable!("handled by the connection"),
+        }
+    }
+
+    async fn watch<W: tokio::io::AsyncWrite + Unpin>(handle: &AgentHandle, w: &mut W) {
+        let Ok(mut sub) = handle.subscribe().await else {
+            return;
         };
-        self.stream.write_all(line.as_bytes()).map_err(broken)?;
-        let mut answer = String::new();
-        BufReader::new(&self.stream)
-            .read_line(&mut answer)
-            .map_err(broken)?;
-        serde_json::from_str(&answer)
-            .map_err(|e| Error::invalid("agent", format!("unreadable answer ({e})")))
+        while let Some(event) = sub.next().await {
+            if !write(w, &Response::Event { event }).await {
+                return;
+            }
+        }
+    }
+
+    /// Forwards a login's steps to the client.
+    struct ChannelUi(mpsc::UnboundedSender<LoginStep>);
+
+    impl LoginUi for ChannelUi {
+        fn show(&self, step: &LoginStep) {
+            let _ = self.0.send(step.clone());
+        }
+    }
+
+    /// Runs a login for a client: its steps go to the client as they happen; a
+    /// `cancel_login` line or the client going away cancels it. `None`: the client is gone.
+    async fn login<R, W>(
+        handle: &AgentHandle,
+        profile: String,
+        options: crate::login::LoginOptions,
+        r: &mut R,
+        w: &mut W,
+    ) -> Option<Response>
+    where
+        R: AsyncBufRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let cancel = Cancel::new();
+        let (tx, mut steps) = mpsc::unbounded_channel();
+        let run = handle.login(&profile, options, Arc::new(ChannelUi(tx)), cancel.clone());
+        tokio::pin!(run);
+        let mut reading = true;
+        let mut gone = false;
+        loop {
+            tokio::select! {
+                result = &mut run => {
+                    // The steps shown before the end.
+                    while let Ok(step) = steps.try_recv() {
+                        if !gone && !write(w, &Response::Step { step }).await {
+                            gone = true;
+                        }
+                    }
+                    if gone {
+                        return None;
+                    }
+                    return Some(match result {
+                        Ok(c) => Response::Credential { credential: (&c).into() },
+                        Err(e) => Response::Error { error: e.into() },
+                    });
+                }
+                Some(step) = steps.recv() => {
+                    if !gone && !write(w, &Response::Step { step }).await {
+                        gone = true;
+                        cancel.cancel();
+                    }
+                }
+                line = read_line(r), if reading => match line {
+                    Line::Text(l) => {
+                        if matches!(serde_json::from_str(&l), Ok(Request::CancelLogin { .. })) {
+                            cancel.cancel();
+                        }
+                    }
+                    Line::Eof | Line::TooLong => {
+                        reading = false;
+                        gone = true;
+                        cancel.cancel();
+                    }
+                },
+            }
+        }
+    }
+
+    /// The CLI's side: blocking, one request at a time.
+    pub struct Client {
+        stream: UnixStream,
+        reader: BufReader<UnixStream>,
+    }
+
+    impl Client {
+        /// `None` when no agent answers on the socket.
+        pub fn connect() -> Option<Client> {
+            let stream = UnixStream::connect(super::socket_path().ok()?).ok()?;
+            let reader = BufReader::new(stream.try_clone().ok()?);
+            Some(Client { stream, reader })
+        }
+
+        /// Gives up waiting for an answer after `d` (a token may wait for a renewal: a
+        /// chain of token calls).
+        pub fn set_timeout(&self, d: Option<Duration>) {
+            let _ = self.stream.set_read_timeout(d);
+        }
+
+        fn broken(e: std::io::Error) -> Error {
+            Error::Agent(format!(
+                "the agent did not answer ({e}): is it still running? (`keyport status`)"
+            ))
+        }
+
+        pub fn send(&mut self, req: &Request) -> Result<()> {
+            let mut line = serde_json::to_vec(req).expect("requests serialize");
+            line.push(b'\n');
+            self.stream.write_all(&line).map_err(Self::broken)
+        }
+
+        /// The next response line (of a stream: `watch`, `login`).
+        pub fn receive(&mut self) -> Result<Response> {
+            let mut answer = String::new();
+            let n = self.reader.read_line(&mut answer).map_err(Self::broken)?;
+            if n == 0 {
+                return Err(Error::Agent(
+                    "the agent closed the connection: is it still running? (`keyport status`)"
+                        .into(),
+                ));
+            }
+            serde_json::from_str(&answer)
+                .map_err(|e| Error::Agent(format!("unreadable answer from the agent ({e})")))
+        }
+
+        pub fn call(&mut self, req: &Request) -> Result<Response> {
+            self.send(req)?;
+            self.receive()
+        }
+
+        /// A second handle on the same connection for sending (e.g. `cancel_login` from a
+        /// Ctrl-C handler while another thread reads the steps).
+        pub fn sender(&self) -> Result<UnixStream> {
+            self.stream.try_clone().map_err(Self::broken)
+        }
+    }
+}
+
+/// Where there is no transport yet, no agent can be reached.
+#[cfg(not(unix))]
+pub struct Client;
+
+#[cfg(not(unix))]
+impl Client {
+    pub fn connect() -> Option<Client> {
+        None
     }
 }

@@ -1,42 +1,54 @@
-//! The agent: owns every profile's token lifecycle, so a token is valid whenever a tool asks.
+//! The agent: owns every profile's token lifecycle, so a token is valid whenever a tool asks,
+//! and serves credentials from memory to any number of readers.
 //!
-//! One task owns all state (no locks around it) and talks through a command channel:
-//! `token`, `refresh`, `status`, `reload`, `login`, `stop`. It sleeps until the earliest due
-//! time of any profile (a renewal, an "expires soon" or an "expired" moment), so an idle
-//! agent with a thousand static profiles never wakes. Work that touches the network or the
-//! keychain runs in spawned tasks that report back, so answering from memory is never
-//! blocked by a slow endpoint.
+//! Two sides. The **read side** ([`board::Board`]) holds each profile's current credential
+//! with its header values prepared; readers ([`AgentHandle::credential`], a request handler
+//! using [`AgentHandle::board`]) load it without a lock, a message or a keychain call. Only a
+//! miss (nothing valid for as long as asked) goes to the **owner**: one task (`core.rs`)
+//! that owns all state and runs one renewal per profile however many wait. The owner sleeps
+//! on an injected [`Clock`] until the earliest due time in its
+//! timers (a renewal, an "expires soon", an expiry), so an idle agent never wakes, and
+//! after a suspend or clock jump whatever became due runs at once. Network and keychain
+//! work runs in spawned tasks that report back; keychain calls go through the process's
+//! one keychain owner, and stored tokens are read one at a time, requested profiles first.
 //!
-//! Rules: renew at ~2/3 of a token's life (see [`schedule`]); one renewal per profile at a
-//! time, however many callers wait (single-flight; across processes the engine's lock file
-//! adds the same guarantee); on failure keep serving the old token until it really expires,
-//! retry with capped, jittered backoff and record the cause; an OAuth profile whose refresh
-//! token is rejected becomes `login_required` instead of retrying; a sliding token (Improvado)
-//! is renewed only while it is being handed out, not when idle; a chain's child renewal
-//! makes its parent valid first (the engine does). Notifications: once per event per token,
-//! rate-limited, switchable per profile (`notify=false`) and globally.
-//! Left out on purpose: the control socket (see [`control`]) and process concerns (the CLI).
+//! Rules: renew at ~2/3 of a token's life (see [`schedule`]); on failure keep serving the old
+//! token until it really expires, retry with capped, jittered backoff; a failure only a
+//! person can fix (a refused password, a refresh token the provider rejected) is not
+//! retried until something changes; a sliding token (Improvado) is renewed only while it is
+//! being handed out; a token obtained with other settings or secrets (its fingerprint
+//! differs) is never served. Changes reach the agent per profile ([`AgentHandle::changed`]):
+//! an unknown name is "not found" at once, never a reload. Every change is published to
+//! subscribers ([`AgentHandle::subscribe`]). Interactive logins run here too, single-flight
+//! per profile, with the caller's [`LoginUi`]. [`Agent::stop`] waits, bounded, for work in
+//! flight, so a rotated refresh token is always saved. Notifications: once per event per
+//! token, rate-limited, switchable per profile (`notify=false`) and globally.
+//! Left out on purpose: the control channel and the single-agent lock ([`host`],
+//! [`control`]), and process concerns such as signals (the binaries).
 
+pub mod board;
 pub mod control;
+mod core;
+pub mod host;
 pub mod schedule;
+mod timers;
 
-use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::config::Config;
-use crate::engine::LoginOptions;
-use crate::error::Error;
+use crate::clock::Clock;
+use crate::error::{Error, ErrorInfo, ErrorKind, Result};
 use crate::keyport::Keyport;
-use crate::notify::{Event, Notice, Notifier};
-use crate::preset::{self, Grant, SchemeSpec};
-use crate::profile::{parse_datetime, Profile};
+use crate::login::{Cancel, LoginOptions, LoginStep, LoginUi};
+use crate::notify::Notifier;
 use crate::scheme::Credential;
-use schedule::{backoff, refresh_at, Jitter, RateLimit};
+use board::{Board, Lookup, Served};
+
+pub use host::{Host, HostOptions};
 
 /// Tunables; the defaults suit real tokens, tests shorten them.
 #[derive(Debug, Clone)]
@@ -50,6 +62,12 @@ pub struct AgentConfig {
     pub notify_after_failures: u32,
     pub notifications: bool,
     pub notifications_per_minute: usize,
+    /// How long [`Agent::stop`] waits for renewals and logins in flight. Longer than a token
+    /// call may take, so a refresh whose new refresh token the provider already issued is
+    /// saved rather than cut off.
+    pub stop_grace: Duration,
+    /// Events a slow subscriber may fall behind by before it gets a fresh snapshot instead.
+    pub event_buffer: usize,
 }
 
 impl Default for AgentConfig {
@@ -61,12 +79,14 @@ impl Default for AgentConfig {
             notify_after_failures: 3,
             notifications: true,
             notifications_per_minute: 10,
+            stop_grace: crate::http::total_timeout() + Duration::from_secs(5),
+            event_buffer: 1024,
         }
     }
 }
 
 /// A profile's state as `keyport status` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Valid,
@@ -78,7 +98,7 @@ pub enum State {
     Error,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileStatus {
     pub name: String,
     pub preset: String,
@@ -92,926 +112,347 @@ pub struct ProfileStatus {
     pub last_refresh_at: Option<OffsetDateTime>,
     pub failures: u32,
     pub last_error: Option<String>,
+    #[serde(default)]
+    pub last_error_kind: Option<ErrorKind>,
+    /// An interactive login of this profile is running in the agent.
+    #[serde(default)]
+    pub login_in_progress: bool,
 }
 
-/// An agent answer that failed: the kind lets the CLI pick its exit code.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct AgentError {
-    pub kind: String,
-    pub message: String,
+/// A change in the agent, as subscribers see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AgentEvent {
+    /// Every profile's state: the first thing a subscriber gets, and what it gets instead
+    /// of the events it missed after falling behind.
+    Snapshot {
+        profiles: Vec<ProfileStatus>,
+    },
+    Added {
+        profile: ProfileStatus,
+    },
+    /// Its settings or secrets changed.
+    Changed {
+        profile: ProfileStatus,
+    },
+    Removed {
+        name: String,
+    },
+    /// Its state changed (`from` -> `profile.state`).
+    State {
+        profile: ProfileStatus,
+        from: State,
+    },
+    RenewalStarted {
+        name: String,
+    },
+    RenewalSucceeded {
+        profile: ProfileStatus,
+    },
+    RenewalFailed {
+        profile: ProfileStatus,
+        error: ErrorInfo,
+    },
+    /// A step of an interactive login the agent runs.
+    Login {
+        name: String,
+        step: LoginStep,
+    },
 }
 
-impl From<&Error> for AgentError {
-    fn from(e: &Error) -> Self {
-        AgentError {
-            kind: match e {
-                Error::LoginRequired { .. } => "login_required",
-                Error::ProfileNotFound(_) => "not_found",
-                _ => "error",
-            }
-            .into(),
-            message: e.to_string(),
+impl AgentEvent {
+    /// The profile the event is about (none for a snapshot).
+    pub fn profile(&self) -> Option<&str> {
+        match self {
+            AgentEvent::Snapshot { .. } => None,
+            AgentEvent::Added { profile }
+            | AgentEvent::Changed { profile }
+            | AgentEvent::State { profile, .. }
+            | AgentEvent::RenewalSucceeded { profile }
+            | AgentEvent::RenewalFailed { profile, .. } => Some(&profile.name),
+            AgentEvent::Removed { name }
+            | AgentEvent::RenewalStarted { name }
+            | AgentEvent::Login { name, .. } => Some(name),
         }
     }
 }
 
-type Reply<T> = oneshot::Sender<Result<T, AgentError>>;
+type Reply<T> = oneshot::Sender<Result<T>>;
 
-enum Msg {
-    Token {
+/// What reaches the agent's task.
+pub(crate) enum Msg {
+    Miss {
         name: String,
         min_valid: i64,
-        reply: Reply<Credential>,
+        reply: Reply<Arc<Served>>,
     },
     Refresh {
         name: String,
-        reply: Reply<Credential>,
+        reply: Reply<Arc<Served>>,
     },
     Status {
         reply: oneshot::Sender<Vec<ProfileStatus>>,
     },
-    Reload {
-        reply: Option<oneshot::Sender<()>>,
+    Subscribe {
+        reply: oneshot::Sender<(Vec<ProfileStatus>, broadcast::Receiver<AgentEvent>)>,
+    },
+    /// The config (and, for `Some(name)`, that profile's keychain items) changed.
+    Changed {
+        name: Option<String>,
+        reply: Option<Reply<()>>,
     },
     Login {
         name: String,
+        opts: LoginOptions,
+        ui: Arc<dyn LoginUi>,
+        cancel: Cancel,
+        reply: Option<Reply<Credential>>,
+    },
+    CancelLogin {
+        name: String,
     },
     Stop,
-    // from spawned work
+    // Results of work the task spawned.
+    ConfigLoaded {
+        result: Result<crate::config::Config>,
+        /// The requests this read answers: the names whose keychain items to re-read.
+        requests: Vec<(Option<String>, Option<Reply<()>>)>,
+    },
     Loaded {
         name: String,
-        epoch: u64,
-        result: Result<Option<Credential>, Error>,
+        seq: u64,
+        result: Result<Option<Credential>>,
     },
     Renewed {
         name: String,
-        epoch: u64,
-        result: Result<Credential, Error>,
+        seq: u64,
+        result: Result<Credential>,
     },
-    LoggedIn {
+    LoginFinished {
         name: String,
-        result: Result<Credential, Error>,
+        seq: u64,
+        result: Result<Credential>,
+        reply: Option<Reply<Credential>>,
     },
 }
 
-/// How a profile's credential comes about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Rendered from secrets; may have a known expiry (pasted bearer token).
-    Static,
-    /// Fetched by a login endpoint / exchange / client credentials: renewable unattended.
-    Fetched,
-    /// Browser or device login: renewable only with a refresh token.
-    Interactive,
+fn stopping() -> Error {
+    Error::Agent("the agent is stopping".into())
 }
 
-struct Entry {
-    /// The profile itself lives in the agent's config snapshot; only what is needed here.
-    preset: &'static preset::Preset,
-    kind: Kind,
-    notify: bool,
-    cred: Option<Credential>,
-    /// Static profiles: the expiry the user set, known without the keychain.
-    static_expiry: Option<OffsetDateTime>,
-    state: State,
-    last_error: Option<String>,
-    failures: u32,
-    next_refresh_at: Option<OffsetDateTime>,
-    last_refresh_at: Option<OffsetDateTime>,
-    in_flight: bool,
-    waiters: Vec<Reply<Credential>>,
-    used_since_fetch: bool,
-    /// Sequence number of the latest keychain read; older reads' results are dropped.
-    load_seq: u64,
-    /// Sequence number of the latest renewal; only its result clears `in_flight`.
-    renewal_seq: u64,
-    /// The last renewal failed in a way only a person can fix (e.g. a wrong password):
-    /// don't try again until the profile or its secrets change (a reload).
-    blocked: bool,
-    /// Events already notified for the current token.
-    notified: HashSet<Event>,
-    loaded: bool,
-    /// A keychain read of the stored token is under way; requests wait for it.
-    loading: bool,
-}
-
-impl Entry {
-    fn expires_at(&self) -> Option<OffsetDateTime> {
-        self.cred
-            .as_ref()
-            .and_then(|c| c.expires_at)
-            .or(self.static_expiry)
-    }
-
-    /// Can Keyport keep this token valid without a person?
-    fn automatic(&self) -> bool {
-        let renewable = match self.kind {
-            Kind::Static => false,
-            Kind::Fetched => true,
-            Kind::Interactive => self.cred.as_ref().is_some_and(|c| c.refreshable),
-        };
-        renewable && self.state != State::Expiring
-    }
-
-    /// The next moment something is due for this profile. Must agree with `Core::tick`:
-    /// every time returned here is consumed there, or the loop would spin.
-    fn due(&self, lead: Duration) -> Option<OffsetDateTime> {
-        if !self.loaded || self.in_flight {
-            return None;
-        }
-        let mut due = self.next_refresh_at;
-        if let Some(exp) = self.expires_at() {
-            if !self.automatic() {
-                if self.state == State::Valid {
-                    due = min_opt(due, Some(exp - lead));
-                }
-                if matches!(self.state, State::Valid | State::Expiring) {
-                    due = min_opt(due, Some(exp));
-                }
-            } else if self.state == State::Valid {
-                due = min_opt(due, Some(exp));
-            }
-        }
-        due
-    }
-}
-
-fn min_opt(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, None) => x,
-        (None, y) => y,
-    }
-}
-
-fn kind_of(profile: &Profile) -> Kind {
-    match preset::get(&profile.preset).map(|p| &p.auth.scheme) {
-        Ok(SchemeSpec::Login(_)) => Kind::Fetched,
-        Ok(SchemeSpec::Oauth2(o)) if o.grant == Grant::ClientCredentials => Kind::Fetched,
-        Ok(SchemeSpec::Oauth2(_)) => Kind::Interactive,
-        _ => Kind::Static,
-    }
-}
-
-/// A cheap, cloneable way to talk to a running agent.
+/// A cheap, cloneable way to talk to a running agent in this process.
 #[derive(Clone)]
 pub struct AgentHandle {
     tx: mpsc::UnboundedSender<Msg>,
-}
-
-fn gone() -> AgentError {
-    AgentError {
-        kind: "error".into(),
-        message: "the agent is stopping".into(),
-    }
+    board: Arc<Board>,
+    clock: Arc<dyn Clock>,
 }
 
 impl AgentHandle {
-    /// A credential valid for `min_valid` seconds (or the freshest one renewal gave).
-    pub async fn token(&self, name: &str, min_valid: i64) -> Result<Credential, AgentError> {
+    async fn ask<T>(&self, msg: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Result<T> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Token {
-                name: name.into(),
-                min_valid,
-                reply,
-            })
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+        self.tx.send(msg(reply)).map_err(|_| stopping())?;
+        rx.await.map_err(|_| stopping())
+    }
+
+    /// The read side: what a request handler reads, without the agent's task.
+    pub fn board(&self) -> &Board {
+        &self.board
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// From memory only: a credential valid for `min_valid` seconds, a refusal, or a miss.
+    pub fn peek(&self, name: &str, min_valid: i64) -> Lookup {
+        self.board.lookup(name, min_valid, self.clock.now())
+    }
+
+    /// A credential valid for `min_valid` seconds (or the freshest one a renewal gave):
+    /// from memory when there is one, else after the one renewal every waiter shares.
+    pub async fn credential(&self, name: &str, min_valid: i64) -> Result<Arc<Served>> {
+        match self.peek(name, min_valid) {
+            Lookup::Valid(s) => Ok(s),
+            Lookup::Refused(e) => Err(e.into()),
+            Lookup::NotFound => Err(Error::ProfileNotFound(name.to_string())),
+            Lookup::Miss => {
+                self.ask(|reply| Msg::Miss {
+                    name: name.to_string(),
+                    min_valid,
+                    reply,
+                })
+                .await?
+            }
+        }
     }
 
     /// Renews now.
-    pub async fn refresh(&self, name: &str) -> Result<Credential, AgentError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Refresh {
-                name: name.into(),
-                reply,
-            })
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+    pub async fn refresh(&self, name: &str) -> Result<Arc<Served>> {
+        self.ask(|reply| Msg::Refresh {
+            name: name.to_string(),
+            reply,
+        })
+        .await?
     }
 
-    pub async fn status(&self) -> Result<Vec<ProfileStatus>, AgentError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Msg::Status { reply }).map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
+    pub async fn status(&self) -> Result<Vec<ProfileStatus>> {
+        self.ask(|reply| Msg::Status { reply }).await
     }
 
-    /// Re-reads the profiles (after `keyport profile ...` or `secret set`).
-    pub async fn reload(&self) -> Result<(), AgentError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Reload { reply: Some(reply) })
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
+    /// Tells the agent that the config changed and, with `Some(name)`, that this profile's
+    /// secrets or token may have changed too (after `keyport profile ...`, `secret set`,
+    /// `login`, `logout`). Returns once the agent knows.
+    pub async fn changed(&self, name: Option<&str>) -> Result<()> {
+        self.ask(|reply| Msg::Changed {
+            name: name.map(str::to_string),
+            reply: Some(reply),
+        })
+        .await?
     }
 
-    /// Starts an interactive login (the notification's "Log in" action).
-    pub fn login(&self, name: &str) {
-        let _ = self.tx.send(Msg::Login { name: name.into() });
+    /// The same without waiting (a signal handler's reload).
+    pub fn notify_changed(&self, name: Option<&str>) {
+        let _ = self.tx.send(Msg::Changed {
+            name: name.map(str::to_string),
+            reply: None,
+        });
+    }
+
+    /// Every profile's state now, and every change from then on.
+    pub async fn subscribe(&self) -> Result<Subscription> {
+        let (snapshot, rx) = self.ask(|reply| Msg::Subscribe { reply }).await?;
+        Ok(Subscription {
+            first: Some(snapshot),
+            rx,
+            handle: self.clone(),
+        })
+    }
+
+    /// Runs an interactive login in the agent, showing its steps on `ui`; `cancel` stops
+    /// it. A second login of the same profile while one runs is refused
+    /// ([`Error::LoginInProgress`]).
+    pub async fn login(
+        &self,
+        name: &str,
+        opts: LoginOptions,
+        ui: Arc<dyn LoginUi>,
+        cancel: Cancel,
+    ) -> Result<Credential> {
+        self.ask(|reply| Msg::Login {
+            name: name.to_string(),
+            opts,
+            ui,
+            cancel,
+            reply: Some(reply),
+        })
+        .await?
+    }
+
+    /// Starts a login and returns at once (the notification's "Log in").
+    pub fn start_login(&self, name: &str, opts: LoginOptions, ui: Arc<dyn LoginUi>) {
+        let _ = self.tx.send(Msg::Login {
+            name: name.to_string(),
+            opts,
+            ui,
+            cancel: Cancel::new(),
+            reply: None,
+        });
+    }
+
+    /// Cancels the login of `name` that the agent runs, if any.
+    pub fn cancel_login(&self, name: &str) {
+        let _ = self.tx.send(Msg::CancelLogin {
+            name: name.to_string(),
+        });
     }
 }
 
+/// A subscription to the agent's changes.
+pub struct Subscription {
+    first: Option<Vec<ProfileStatus>>,
+    rx: broadcast::Receiver<AgentEvent>,
+    handle: AgentHandle,
+}
+
+impl Subscription {
+    /// The next change; first a [`AgentEvent::Snapshot`], and a fresh one after falling
+    /// behind (so nothing is silently lost). `None` once the agent stopped.
+    pub async fn next(&mut self) -> Option<AgentEvent> {
+        if let Some(profiles) = self.first.take() {
+            return Some(AgentEvent::Snapshot { profiles });
+        }
+        match self.rx.recv().await {
+            Ok(e) => Some(e),
+            Err(broadcast::error::RecvError::Closed) => None,
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let fresh = self.handle.subscribe().await.ok()?;
+                *self = fresh;
+                self.first
+                    .take()
+                    .map(|profiles| AgentEvent::Snapshot { profiles })
+            }
+        }
+    }
+}
+
+/// A running agent.
 pub struct Agent {
     handle: AgentHandle,
     task: tokio::task::JoinHandle<()>,
+    /// Closes when every task the agent spawned has finished.
+    drained: mpsc::Receiver<()>,
+    kp: Arc<Keyport>,
+    grace: Duration,
 }
 
 impl Agent {
-    /// Starts the agent on the current tokio runtime.
-    pub fn start(kp: Arc<Keyport>, config: AgentConfig, notifier: Arc<dyn Notifier>) -> Agent {
+    /// Reads the profiles and starts the agent on the current tokio runtime. Once this
+    /// returns, every profile is on the board (a request for it waits for its stored
+    /// token, if that is still being read; it is never "not found").
+    pub fn start(
+        kp: Arc<Keyport>,
+        config: AgentConfig,
+        notifier: Arc<dyn Notifier>,
+    ) -> Result<Agent> {
+        let cfg = kp.load()?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let handle = AgentHandle { tx: tx.clone() };
-        let core = Core {
-            kp,
-            cfg: Arc::new(Config::default()),
-            config: config.clone(),
-            notifier,
-            entries: BTreeMap::new(),
-            tx,
-            jitter: Jitter::new(),
-            rate: RateLimit::new(config.notifications_per_minute),
-            next_epoch: 1,
+        let board = Arc::new(Board::default());
+        let handle = AgentHandle {
+            tx: tx.clone(),
+            board: board.clone(),
+            clock: kp.clock().clone(),
         };
+        let (drain, drained) = mpsc::channel(1);
+        let grace = config.stop_grace;
+        let core = core::Core::new(kp.clone(), cfg, config, notifier, handle.clone(), drain);
         let task = tokio::spawn(core.run(rx));
-        Agent { handle, task }
+        Ok(Agent {
+            handle,
+            task,
+            drained,
+            kp,
+            grace,
+        })
     }
 
     pub fn handle(&self) -> AgentHandle {
         self.handle.clone()
     }
 
-    /// Stops the loop and waits for it (at most 5 s).
-    pub async fn stop(self) {
+    /// Stops the agent: no new work; waiters are told it stops; logins are cancelled;
+    /// renewals in flight are waited for (at most `stop_grace`) and so is the keychain, so
+    /// a token being saved is saved.
+    pub async fn stop(mut self) {
         let _ = self.handle.tx.send(Msg::Stop);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        let _ = (&mut self.task).await;
+        let drained = async {
+            let _ = self.drained.recv().await;
+            self.kp.keychain().flush().await;
+        };
+        let _ = tokio::time::timeout(self.grace, drained).await;
     }
 }
 
-struct Core {
-    kp: Arc<Keyport>,
-    /// The profiles as of the last reload; tasks use this snapshot instead of re-reading.
-    cfg: Arc<Config>,
-    config: AgentConfig,
-    notifier: Arc<dyn Notifier>,
-    entries: BTreeMap<String, Entry>,
-    tx: mpsc::UnboundedSender<Msg>,
-    jitter: Jitter,
-    rate: RateLimit,
-    next_epoch: u64,
-}
-
-fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
-}
-
-/// Errors a person must fix (no point retrying on a timer): wrong credentials or settings.
-fn needs_person(e: &Error) -> bool {
-    e.needs_person()
-}
-
-impl Core {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
-        self.reload();
-        loop {
-            let due = self
-                .entries
-                .values()
-                .filter_map(|e| e.due(self.config.lead))
-                .min();
-            let sleep = async {
-                match due {
-                    Some(at) => {
-                        let wait = (at - now()).max(time::Duration::ZERO);
-                        tokio::time::sleep(wait.try_into().unwrap_or_default()).await
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                msg = rx.recv() => match msg {
-                    None | Some(Msg::Stop) => break,
-                    Some(m) => self.handle(m),
-                },
-                _ = sleep => self.tick(),
-            }
-        }
-        for e in self.entries.values_mut() {
-            for w in e.waiters.drain(..) {
-                let _ = w.send(Err(gone()));
-            }
-        }
-    }
-
-    fn handle(&mut self, msg: Msg) {
-        match msg {
-            Msg::Token {
-                name,
-                min_valid,
-                reply,
-            } => self.token(name, min_valid, reply),
-            Msg::Refresh { name, reply } => {
-                let Some(e) = self.entries.get_mut(&name) else {
-                    let _ = reply.send(Err((&Error::ProfileNotFound(name)).into()));
-                    return;
-                };
-                e.waiters.push(reply);
-                if e.kind == Kind::Static {
-                    e.cred = None;
-                }
-                self.start_renewal(&name);
-            }
-            Msg::Status { reply } => {
-                let _ = reply.send(self.status());
-            }
-            Msg::Reload { reply } => {
-                self.reload();
-                if let Some(r) = reply {
-                    let _ = r.send(());
-                }
-            }
-            Msg::Login { name } => {
-                let (kp, tx) = (self.kp.clone(), self.tx.clone());
-                tokio::spawn(async move {
-                    let result = kp.login(&name, &LoginOptions::default()).await;
-                    let _ = tx.send(Msg::LoggedIn { name, result });
-                });
-            }
-            Msg::Stop => {}
-            Msg::Loaded {
-                name,
-                epoch,
-                result,
-            } => self.loaded(name, epoch, result),
-            Msg::Renewed {
-                name,
-                epoch,
-                result,
-            } => self.renewed(name, epoch, result),
-            Msg::LoggedIn { name, result } => match result {
-                Ok(cred) => {
-                    if let Some(e) = self.entries.get_mut(&name) {
-                        // The login supersedes any renewal still running (its result, from
-                        // the old session, will be ignored).
-                        e.renewal_seq = self.next_epoch;
-                        self.next_epoch += 1;
-                        e.in_flight = true; // as if this were the renewal; renewed() settles it
-                        let seq = e.renewal_seq;
-                        self.renewed(name, seq, Ok(cred));
-                    }
-                }
-                Err(err) => {
-                    if let Some(e) = self.entries.get_mut(&name) {
-                        e.last_error = Some(err.to_string());
-                    }
-                }
-            },
-        }
-    }
-
-    /// Reads the config; new or changed profiles are (re)loaded, removed ones dropped.
-    fn reload(&mut self) {
-        let cfg = match self.kp.load() {
-            Ok(c) => Arc::new(c),
-            Err(err) => {
-                eprintln!("keyport agent: {err}");
-                return;
-            }
-        };
-        let old = std::mem::replace(&mut self.cfg, cfg.clone());
-        let mut to_load = Vec::new();
-        self.entries.retain(|name, e| {
-            let keep = cfg.profiles.contains_key(name);
-            if !keep {
-                for w in e.waiters.drain(..) {
-                    let _ = w.send(Err((&Error::ProfileNotFound(name.clone())).into()));
-                }
-            }
-            keep
-        });
-        for (name, profile) in &cfg.profiles {
-            let name = name.clone();
-            let unchanged =
-                self.entries.contains_key(&name) && old.profiles.get(&name) == Some(profile);
-            if unchanged {
-                // Secrets or tokens may have changed behind our back (`secret set`,
-                // `keyport login` from another process): look again, without dropping
-                // what we serve meanwhile.
-                if self.entries[&name].kind != Kind::Static {
-                    to_load.push(name);
-                } else if let Some(e) = self.entries.get_mut(&name) {
-                    e.cred = None;
-                }
-                continue;
-            }
-            let kind = kind_of(profile);
-            let Ok(preset) = preset::get(&profile.preset) else {
-                continue;
-            };
-            let static_expiry = (kind == Kind::Static)
-                .then(|| {
-                    profile
-                        .settings
-                        .get("expires_at")
-                        .and_then(|v| parse_datetime("expires_at", v).ok())
-                })
-                .flatten();
-            let notify = profile.notify;
-            let waiters = self
-                .entries
-                .remove(&name)
-                .map(|e| e.waiters)
-                .unwrap_or_default();
-            self.entries.insert(
-                name.clone(),
-                Entry {
-                    notify,
-                    kind,
-                    static_expiry,
-                    cred: None,
-                    // until the stored token has been read (or fetched)
-                    state: if kind == Kind::Static {
-                        State::Valid
-                    } else {
-                        State::Refreshing
-                    },
-                    last_error: None,
-                    failures: 0,
-                    next_refresh_at: None,
-                    last_refresh_at: None,
-                    in_flight: false,
-                    waiters,
-                    used_since_fetch: false,
-                    load_seq: 0,
-                    renewal_seq: 0,
-                    blocked: false,
-                    notified: HashSet::new(),
-                    loaded: kind == Kind::Static,
-                    loading: false,
-                    preset,
-                },
-            );
-            if kind != Kind::Static {
-                to_load.push(name);
-            }
-        }
-        self.load_entries(to_load);
-    }
-
-    /// Reads the stored tokens of `names` from the keychain, one after the other, on one
-    /// blocking thread (the keychain is not re-entrant, and a thousand parallel D-Bus
-    /// sessions would only cost memory). Each result arrives as its own message.
-    fn load_entries(&mut self, names: Vec<String>) {
-        let mut batch = Vec::with_capacity(names.len());
-        for name in names {
-            let Some(e) = self.entries.get_mut(&name) else {
-                continue;
-            };
-            e.load_seq = self.next_epoch;
-            self.next_epoch += 1;
-            e.loading = true;
-            batch.push((name, e.load_seq));
-        }
-        if batch.is_empty() {
-            return;
-        }
-        let (kp, tx, cfg) = (self.kp.clone(), self.tx.clone(), self.cfg.clone());
-        tokio::task::spawn_blocking(move || {
-            for (name, epoch) in batch {
-                // A panic in one read must not leave the others (and their waiters) hanging.
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    kp.stored_credential_in(&cfg, &name)
-                }))
-                .unwrap_or_else(|_| {
-                    Err(Error::invalid(
-                        "agent",
-                        "reading the stored token failed unexpectedly",
-                    ))
-                });
-                if tx
-                    .send(Msg::Loaded {
-                        name,
-                        epoch,
-                        result,
-                    })
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        });
-    }
-
-    fn loaded(&mut self, name: String, epoch: u64, result: Result<Option<Credential>, Error>) {
-        let t = now();
-        let lead = self.config.lead;
-        let Some(e) = self.entries.get_mut(&name).filter(|e| e.load_seq == epoch) else {
-            return;
-        };
-        e.loaded = true;
-        e.loading = false;
-        // A reload means the user changed something: worth trying again.
-        e.blocked = false;
-        match result {
-            Ok(Some(cred)) if cred.expires_at.is_none_or(|x| x > t) => {
-                let same = e
-                    .cred
-                    .as_ref()
-                    .is_some_and(|c| c.obtained_at == cred.obtained_at);
-                if !same {
-                    e.notified.clear();
-                    e.failures = 0;
-                    e.last_error = None;
-                    e.state = State::Valid;
-                    e.next_refresh_at = match (cred.obtained_at, cred.expires_at, cred.refreshable)
-                    {
-                        (Some(o), Some(x), true) => {
-                            Some(refresh_at(o, x, lead, self.jitter.sample()))
-                        }
-                        _ => None,
-                    };
-                    e.cred = Some(cred);
-                }
-            }
-            // An expired access token with a refresh token: refresh it.
-            Ok(Some(cred)) if cred.refreshable => {
-                e.cred = Some(cred);
-                self.start_renewal(&name);
-            }
-            Ok(_) if e.kind == Kind::Interactive => {
-                e.cred = None;
-                self.login_required(&name, "not logged in, or the session expired".into());
-            }
-            // No usable token stored: get one now, so it is ready before anyone asks.
-            Ok(_) => {
-                e.cred = None;
-                self.start_renewal(&name);
-            }
-            Err(err) => {
-                e.state = State::Error;
-                e.last_error = Some(err.to_string());
-            }
-        }
-        // Requests that arrived while we were reading.
-        if let Some(e) = self
-            .entries
-            .get_mut(&name)
-            .filter(|e| !e.waiters.is_empty() && !e.in_flight)
-        {
-            let valid = e
-                .cred
-                .clone()
-                .filter(|c| c.expires_at.is_none_or(|x| x > t));
-            match (valid, e.state) {
-                (Some(c), _) => {
-                    for w in e.waiters.drain(..) {
-                        let _ = w.send(Ok(c.clone()));
-                    }
-                }
-                (None, State::LoginRequired) => {
-                    let err = Error::LoginRequired {
-                        profile: name.clone(),
-                        reason: e.last_error.clone().unwrap_or_default(),
-                    };
-                    for w in e.waiters.drain(..) {
-                        let _ = w.send(Err((&err).into()));
-                    }
-                }
-                _ => self.start_renewal(&name),
-            }
-        }
-    }
-
-    fn token(&mut self, name: String, min_valid: i64, reply: Reply<Credential>) {
-        if !self.entries.contains_key(&name) {
-            self.reload(); // a profile added since the last reload
-        }
-        let t = now();
-        let Some(e) = self.entries.get_mut(&name) else {
-            let _ = reply.send(Err((&Error::ProfileNotFound(name)).into()));
-            return;
-        };
-        e.used_since_fetch = true;
-        if e.loading {
-            e.waiters.push(reply);
-            return;
-        }
-        if let Some(c) = &e.cred {
-            let min = crate::engine::effective_min_valid(min_valid, c.obtained_at, c.expires_at);
-            let ok = c
-                .expires_at
-                .is_none_or(|x| x - t >= time::Duration::seconds(min));
-            if ok {
-                let _ = reply.send(Ok(c.clone()));
-                return;
-            }
-        }
-        let backing_off = e.state == State::Error && e.next_refresh_at.is_some_and(|r| r > t);
-        if !e.in_flight && (e.blocked || backing_off) {
-            // Don't hammer an endpoint that just failed (a wrong password could lock the
-            // account): serve the old token while it lasts, else the last error, until the
-            // backoff ends or something changes.
-            let unexpired = e
-                .cred
-                .clone()
-                .filter(|c| c.expires_at.is_none_or(|x| x > t));
-            let _ = reply.send(match unexpired {
-                Some(c) => Ok(c),
-                None => Err(AgentError {
-                    kind: "error".into(),
-                    message: e
-                        .last_error
-                        .clone()
-                        .unwrap_or_else(|| "renewal failed".into()),
-                }),
-            });
-            return;
-        }
-        if e.state == State::LoginRequired && e.kind == Kind::Interactive && !e.in_flight {
-            let msg = e
-                .last_error
-                .clone()
-                .unwrap_or_else(|| "not logged in".into());
-            let _ = reply.send(Err((&Error::LoginRequired {
-                profile: name,
-                reason: msg,
-            })
-                .into()));
-            return;
-        }
-        e.waiters.push(reply);
-        self.start_renewal(&name);
-    }
-
-    /// Starts one renewal (or, for static profiles, one render) unless one is running.
-    fn start_renewal(&mut self, name: &str) {
-        let Some(e) = self.entries.get_mut(name) else {
-            return;
-        };
-        if e.in_flight {
-            return;
-        }
-        e.in_flight = true;
-        e.renewal_seq = self.next_epoch;
-        self.next_epoch += 1;
-        if e.kind != Kind::Static {
-            e.state = State::Refreshing;
-        }
-        let newer_than = e.cred.as_ref().and_then(|c| c.obtained_at);
-        let (kp, tx, name, epoch, kind) = (
-            self.kp.clone(),
-            self.tx.clone(),
-            name.to_string(),
-            e.renewal_seq,
-            e.kind,
-        );
-        let cfg = self.cfg.clone();
-        tokio::spawn(async move {
-            // The work runs in a task of its own so that even a panic in it becomes an
-            // answer (otherwise `in_flight` would stay set and waiters would hang).
-            let work = tokio::spawn({
-                let name = name.clone();
-                async move {
-                    match kind {
-                        Kind::Static => kp.credential_valid_for_in(&cfg, &name, 0).await,
-                        _ => kp.renew_in(&cfg, &name, newer_than).await,
-                    }
-                }
-            });
-            let result = work.await.unwrap_or_else(|e| {
-                Err(Error::invalid(
-                    "agent",
-                    format!("the renewal failed unexpectedly ({e})"),
-                ))
-            });
-            let _ = tx.send(Msg::Renewed {
-                name,
-                epoch,
-                result,
-            });
-        });
-    }
-
-    fn renewed(&mut self, name: String, epoch: u64, result: Result<Credential, Error>) {
-        let t = now();
-        let (lead, base, cap) = (
-            self.config.lead,
-            self.config.backoff_base,
-            self.config.backoff_cap,
-        );
-        let jitter = self.jitter.sample();
-        let Some(e) = self.entries.get_mut(&name) else {
-            return;
-        };
-        if e.renewal_seq != epoch || !e.in_flight {
-            // Superseded (a login, or the profile was replaced): newer work owns the entry.
-            return;
-        }
-        e.in_flight = false;
-        e.loaded = true;
-        match result {
-            Ok(cred) => {
-                e.notified.clear();
-                e.failures = 0;
-                e.last_error = None;
-                e.state = State::Valid;
-                e.used_since_fetch = !e.waiters.is_empty();
-                if e.kind != Kind::Static {
-                    e.last_refresh_at = Some(t);
-                }
-                // Never sooner than the backoff base: a token that arrives already expired
-                // (clock skew, expires_in 0) must not make us renew in a tight loop.
-                e.next_refresh_at = match (cred.obtained_at, cred.expires_at, cred.refreshable) {
-                    (Some(o), Some(x), true) => Some(refresh_at(o, x, lead, jitter).max(t + base)),
-                    _ => None,
-                };
-                for w in e.waiters.drain(..) {
-                    let _ = w.send(Ok(cred.clone()));
-                }
-                e.cred = Some(cred);
-            }
-            Err(err) => {
-                let old = e
-                    .cred
-                    .clone()
-                    .filter(|c| c.expires_at.is_none_or(|x| x > t));
-                // Keep serving the old token until it really expires.
-                for w in e.waiters.drain(..) {
-                    let _ = w.send(match &old {
-                        Some(c) => Ok(c.clone()),
-                        None => Err((&err).into()),
-                    });
-                }
-                let msg = err.to_string();
-                e.last_error = Some(msg.clone());
-                if e.kind == Kind::Static {
-                    // rendering failed (e.g. the pasted token expired): said to the caller
-                } else if matches!(err, Error::LoginRequired { .. }) {
-                    e.cred = old;
-                    self.login_required(&name, msg);
-                } else if needs_person(&err) || e.kind == Kind::Static {
-                    e.next_refresh_at = None;
-                    e.blocked = e.kind != Kind::Static;
-                    e.state = if old.is_some() {
-                        State::Expiring
-                    } else {
-                        State::Error
-                    };
-                    if old.is_some() {
-                        self.notify(&name, Event::Expiring, msg);
-                    }
-                } else {
-                    e.failures += 1;
-                    e.state = State::Error;
-                    let wait = backoff(e.failures, base, cap, jitter);
-                    e.next_refresh_at = Some(t + wait);
-                    if e.failures >= self.config.notify_after_failures {
-                        self.notify(&name, Event::RenewalFailing, msg);
-                    }
-                }
-            }
-        }
-    }
-
-    fn login_required(&mut self, name: &str, reason: String) {
-        let Some(e) = self.entries.get_mut(name) else {
-            return;
-        };
-        e.state = State::LoginRequired;
-        e.next_refresh_at = None;
-        e.last_error = Some(reason.clone());
-        self.notify(name, Event::LoginRequired, reason);
-    }
-
-    /// Timers: renewals due, tokens about to expire or expired.
-    fn tick(&mut self) {
-        let t = now();
-        let lead = time::Duration::try_from(self.config.lead).unwrap_or(time::Duration::ZERO);
-        let names: Vec<String> = self.entries.keys().cloned().collect();
-        for name in names {
-            let e = &self.entries[&name];
-            if !e.loaded || e.in_flight {
-                continue;
-            }
-            let exp = e.expires_at();
-            if e.next_refresh_at.is_some_and(|r| r <= t) {
-                let e = self.entries.get_mut(&name).unwrap();
-                e.next_refresh_at = None;
-                // A sliding token nobody used since it was fetched is left to lapse: the
-                // next request fetches a new one (no needless token calls when idle).
-                if e.cred.as_ref().is_some_and(|c| c.sliding)
-                    && !e.used_since_fetch
-                    && e.failures == 0
-                {
-                    continue;
-                }
-                self.start_renewal(&name);
-                continue;
-            }
-            let Some(exp) = exp else { continue };
-            let automatic = e.automatic();
-            let (kind, state) = (e.kind, e.state);
-            if t >= exp && matches!(state, State::Valid | State::Expiring) {
-                self.entries.get_mut(&name).unwrap().state = State::Expired;
-                if automatic {
-                    // e.g. an idle sliding token: the next request fetches a new one
-                } else if kind == Kind::Interactive {
-                    self.login_required(&name, "the token expired and cannot be refreshed".into());
-                } else {
-                    self.notify(&name, Event::Expired, String::new());
-                }
-            } else if !automatic && state == State::Valid && t >= exp - lead {
-                self.entries.get_mut(&name).unwrap().state = State::Expiring;
-                self.notify(&name, Event::Expiring, String::new());
-            }
-        }
-    }
-
-    fn notify(&mut self, name: &str, event: Event, cause: String) {
-        let t = now();
-        let Some(e) = self.entries.get_mut(name) else {
-            return;
-        };
-        if !self.config.notifications || !e.notify || e.notified.contains(&event) {
-            return;
-        }
-        // Rate-limited first, recorded after: an event dropped by the limit can still be
-        // told when it happens again.
-        if !self.rate.allow(t) {
-            return;
-        }
-        e.notified.insert(event);
-        let when = e
-            .expires_at()
-            .and_then(|x| {
-                x.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default();
-        let fix = match e.kind {
-            Kind::Interactive => format!("Log in again: keyport login {name}"),
-            Kind::Static => format!("Paste a new token: keyport secret set {name} token"),
-            Kind::Fetched => format!("Check it with: keyport token {name}"),
-        };
-        let cause = if cause.is_empty() {
-            String::new()
-        } else {
-            format!(" ({cause})")
-        };
-        let (summary, body) = match event {
-            Event::Expiring => (
-                format!("Keyport: {name} expires soon"),
-                format!("The token of '{name}' expires at {when} and cannot be renewed automatically{cause}. {fix}"),
-            ),
-            Event::Expired => (
-                format!("Keyport: {name} expired"),
-                format!("The token of '{name}' expired at {when}. {fix}"),
-            ),
-            Event::RenewalFailing => (
-                format!("Keyport: cannot renew {name}"),
-                format!(
-                    "{} renewals of '{name}' failed{cause}. Keyport keeps trying; the current token works until {when}.",
-                    e.failures
-                ),
-            ),
-            Event::LoginRequired => (
-                format!("Keyport: log in to {name}"),
-                format!("'{name}' needs you to log in{cause}. Choose Log in to open your browser, or run: keyport login {name}"),
-            ),
-        };
-        let on_login: Option<crate::notify::OnLogin> = (event == Event::LoginRequired).then(|| {
-            let handle = AgentHandle {
-                tx: self.tx.clone(),
-            };
-            let name = name.to_string();
-            Box::new(move || handle.login(&name)) as crate::notify::OnLogin
-        });
-        self.notifier.send(
-            Notice {
-                profile: name.to_string(),
-                event,
-                summary,
-                body,
-            },
-            on_login,
-        );
-    }
-
-    fn status(&self) -> Vec<ProfileStatus> {
-        self.entries
-            .iter()
-            .map(|(name, e)| ProfileStatus {
-                name: name.clone(),
-                preset: e.preset.name.clone(),
-                scheme: e.preset.scheme_name().to_string(),
-                state: e.state,
-                expires_at: e.expires_at(),
-                next_refresh_at: e.next_refresh_at,
-                last_refresh_at: e.last_refresh_at,
-                failures: e.failures,
-                last_error: e.last_error.clone(),
-            })
-            .collect()
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,6 @@
 
 use base64::Engine as _;
 use serde_json::Value;
-use time::OffsetDateTime;
 
 use super::Ctx;
 use crate::error::{Error, Result};
@@ -193,7 +192,7 @@ pub(super) async fn fetch(
             ))
         })?;
 
-    let now = OffsetDateTime::now_utc();
+    let now = ctx.now();
     let (access, widget_url) = match spec.decode {
         TokenDecode::Plain => (raw.to_string(), None),
         TokenDecode::Base64Json => {
@@ -242,5 +241,6 @@ pub(super) async fn fetch(
         scopes: Vec::new(),
         sliding: spec.sliding,
         widget_url,
+        fingerprint: None,
     })
 }

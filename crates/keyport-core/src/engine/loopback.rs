@@ -3,7 +3,8 @@
 //! The kubelogin / oauth2cli recipe: bind `127.0.0.1` (a free port, or the fixed one the
 //! identity provider needs), report the real port, accept the callback **once**, check
 //! `state`, turn `error`/`error_description` into a typed failure, answer the browser with a
-//! friendly page either way, and race all of it against a timeout and Ctrl-C. Requests to
+//! friendly page either way, and race all of it against a timeout and a [`Cancel`] (the
+//! CLI's Ctrl-C, the app's Cancel button). Requests to
 //! other paths get a 404 and do not end the wait; a request whose Host is not this loopback
 //! address gets a 400 (DNS rebinding). Left out on purpose: HTTP beyond one GET per
 //! connection, TLS (loopback redirects are plain http by the RFC).
@@ -12,6 +13,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::login::Cancel;
 
 /// Why a login did not produce a code.
 #[derive(Debug, PartialEq, Eq)]
@@ -74,7 +77,12 @@ impl Receiver {
     }
 
     /// Waits for the one callback; returns the authorization code.
-    pub async fn wait(self, state: &str, timeout: Duration) -> Result<String, CallbackError> {
+    pub async fn wait(
+        self,
+        state: &str,
+        timeout: Duration,
+        cancel: &Cancel,
+    ) -> Result<String, CallbackError> {
         let accept = async {
             loop {
                 let Ok((stream, _)) = self.listener.accept().await else {
@@ -89,7 +97,7 @@ impl Receiver {
         tokio::select! {
             r = accept => r,
             _ = tokio::time::sleep(timeout) => Err(CallbackError::Timeout(timeout.as_secs())),
-            _ = tokio::signal::ctrl_c() => Err(CallbackError::Interrupted),
+            _ = cancel.cancelled() => Err(CallbackError::Interrupted),
         }
     }
 }
@@ -222,7 +230,9 @@ mod tests {
             "/callback?error=access_denied&error_description=evil",
             &format!("127.0.0.1:{port}"),
         );
-        let result = r.wait("the-state", Duration::from_secs(5)).await;
+        let result = r
+            .wait("the-state", Duration::from_secs(5), &Cancel::new())
+            .await;
         assert_eq!(result, Err(CallbackError::WrongState));
         assert!(h.join().unwrap().contains("400"));
     }
@@ -231,7 +241,10 @@ mod tests {
     async fn other_paths_and_hosts_do_not_end_the_wait() {
         let r = Receiver::bind(0).await.unwrap();
         let port = r.port;
-        let wait = tokio::spawn(r.wait("s1", Duration::from_secs(10)));
+        let wait =
+            tokio::spawn(
+                async move { r.wait("s1", Duration::from_secs(10), &Cancel::new()).await },
+            );
         let not_found = tokio::task::spawn_blocking(move || {
             get(port, "/favicon.ico", &format!("127.0.0.1:{port}"))
                 .join()

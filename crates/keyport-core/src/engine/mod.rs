@@ -6,10 +6,15 @@
 //! (a parent's credential is made valid first, for chains of any depth), OAuth2 profiles use
 //! the cache, refresh, or say that a person must run `keyport login`. Stored token state
 //! changes only after a successful call, so a failing endpoint never damages it.
-//! Left out on purpose: background refresh, retries and cross-process single-flight (the
-//! agent's job), and caching of OIDC discovery documents.
+//!
+//! Every keychain call goes through the process's [`Keychain`] owner (never on an async
+//! worker thread), and time comes from the injected [`Clock`]. A stored token carries the
+//! [`Profile::token_fingerprint`] it was obtained with and is used only while that still
+//! matches; secrets are read *under* the profile's lock, so a `secret set` that slips in
+//! between can't make a fetch with old secrets save its token after the change.
+//! Left out on purpose: background refresh, retries (the agent's job), and caching of OIDC
+//! discovery documents.
 
-mod browser;
 mod login;
 mod loopback;
 mod oauth;
@@ -20,17 +25,17 @@ use std::pin::Pin;
 
 use time::OffsetDateTime;
 
-pub use oauth::LoginOptions;
-
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http::{self, HttpOptions};
 use crate::keyport::Keyport;
+use crate::login::{Cancel, LoginOptions, LoginStep, LoginUi};
 use crate::preset::{self, ClientAuth, Preset, SchemeSpec};
 use crate::profile::{Profile, MAX_CHAIN};
 use crate::scheme::{self, Credential};
 use crate::secret::Secret;
-use crate::store::{SecretBundle, SecretStore};
+use crate::store::{Keychain, SecretBundle};
 use crate::token::TokenState;
 
 /// Everything an engine call may read about one profile.
@@ -38,20 +43,18 @@ pub(crate) struct Ctx<'a> {
     pub name: &'a str,
     pub profile: &'a Profile,
     pub preset: &'static Preset,
+    /// Empty until [`Ctx::load_secrets`] (a cached token needs none).
     pub secrets: SecretBundle,
     pub parent: Option<&'a BTreeMap<String, String>>,
     pub http: HttpOptions,
-    pub store: &'a dyn SecretStore,
+    pub keychain: &'a Keychain,
+    pub clock: &'a dyn Clock,
+    /// The profile's [`Profile::token_fingerprint`].
+    pub fingerprint: String,
 }
 
 impl<'a> Ctx<'a> {
     fn new(kp: &'a Keyport, cfg: &'a Config, name: &'a str) -> Result<Self> {
-        Self::with(kp, cfg, name, true)
-    }
-
-    /// `with_secrets = false` when only stored token state is needed (no keychain read for
-    /// the secrets item).
-    fn with(kp: &'a Keyport, cfg: &'a Config, name: &'a str, with_secrets: bool) -> Result<Self> {
         let profile = cfg.get(name)?;
         let preset = preset::get(&profile.preset)?;
         let parent = profile
@@ -63,18 +66,58 @@ impl<'a> Ctx<'a> {
             name,
             profile,
             preset,
-            secrets: if with_secrets {
-                SecretBundle::load(kp.store(), name)?
-            } else {
-                SecretBundle::default()
-            },
+            secrets: SecretBundle::default(),
             parent,
             http: HttpOptions {
                 allow_insecure_http: profile.allow_insecure_http,
                 ca_file: profile.ca_file.clone(),
             },
-            store: kp.store(),
+            keychain: kp.keychain(),
+            clock: kp.clock().as_ref(),
+            fingerprint: profile.token_fingerprint(),
         })
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Reads the profile's secrets item (one keychain call).
+    pub async fn load_secrets(&mut self) -> Result<()> {
+        let name = self.name.to_string();
+        self.secrets = self
+            .keychain
+            .run(move |s| SecretBundle::load(s, &name))
+            .await?;
+        Ok(())
+    }
+
+    /// The stored token state, if there is one obtained with the current settings and
+    /// secrets (one keychain call).
+    pub async fn load_token(&self) -> Result<Option<TokenState>> {
+        let name = self.name.to_string();
+        let t = self
+            .keychain
+            .run(move |s| TokenState::load(s, &name))
+            .await?;
+        Ok(t.filter(|t| t.matches(&self.fingerprint)))
+    }
+
+    /// Saves token state, stamped with the profile's fingerprint. Callers hold the
+    /// profile's lock.
+    pub async fn save_token(&self, t: &mut TokenState) -> Result<()> {
+        t.fingerprint = Some(self.fingerprint.clone());
+        let (name, t) = (self.name.to_string(), t.clone());
+        Ok(self.keychain.run(move |s| t.save(s, &name)).await?)
+    }
+
+    /// Deletes the token state. Callers hold the profile's lock.
+    pub async fn delete_token(&self) -> Result<bool> {
+        let name = self.name.to_string();
+        Ok(self
+            .keychain
+            .run(move |s| TokenState::delete(s, &name))
+            .await?)
     }
 
     /// A field's value: settings (with aliases resolved), then secrets, then
@@ -146,6 +189,7 @@ impl<'a> Ctx<'a> {
             widget_url: t.widget_url.clone(),
             obtained_at: Some(t.obtained_at),
             sliding: t.sliding,
+            fingerprint: Some(self.fingerprint.clone()),
         }
     }
 }
@@ -216,7 +260,7 @@ pub(crate) async fn lock(name: &str) -> Result<crate::paths::ProfileLock> {
     let name = name.to_string();
     tokio::task::spawn_blocking(move || crate::paths::ProfileLock::acquire(&name))
         .await
-        .map_err(|e| Error::invalid("lock", e.to_string()))?
+        .map_err(|e| Error::Internal(format!("taking the profile lock failed: {e}")))?
 }
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
@@ -263,41 +307,34 @@ impl Keyport {
         let want = Want {
             min_valid: 0,
             // Nothing known: anything stored now is too old.
-            newer_than: Some(newer_than.unwrap_or_else(OffsetDateTime::now_utc)),
+            newer_than: Some(newer_than.unwrap_or_else(|| self.clock().now())),
         };
         self.credential_in(cfg, name, want, 0).await
     }
 
-    /// The credential as stored, with no network call: the cached token of a token engine
-    /// (if any, even expired), or the rendered static headers.
-    pub fn stored_credential(&self, name: &str) -> Result<Option<Credential>> {
-        self.stored_credential_in(&self.load()?, name)
-    }
-
-    /// [`Self::stored_credential`] with a config already loaded. One keychain read for a
-    /// token engine (its token item), the secrets item for a static scheme.
-    pub fn stored_credential_in(&self, cfg: &Config, name: &str) -> Result<Option<Credential>> {
-        let is_static = !preset::get(&cfg.get(name)?.preset)?
-            .auth
-            .scheme
-            .is_token_engine();
-        let ctx = Ctx::with(self, cfg, name, is_static)?;
-        match &ctx.preset.auth.scheme {
-            SchemeSpec::Login(_) => {
-                Ok(TokenState::load(ctx.store, name)?.map(|t| ctx.bearer(&t, true)))
-            }
-            SchemeSpec::Oauth2(spec) if spec.persist => Ok(TokenState::load(ctx.store, name)?
-                .map(|t| ctx.bearer(&t, refreshable(&ctx.preset.auth.scheme, &t)))),
-            SchemeSpec::Oauth2(_) => Ok(None),
-            _ => scheme::render(
-                name,
-                ctx.profile,
-                ctx.preset,
-                &ctx.secrets,
-                OffsetDateTime::now_utc(),
-            )
-            .map(Some),
+    /// The stored token of a token engine as a credential (even expired), with no network
+    /// call: one keychain read. `None` for static schemes (they render on demand), for
+    /// tokens that are never persisted, and for a token obtained with other settings or
+    /// secrets than the profile's now.
+    pub async fn stored_credential_in(
+        &self,
+        cfg: &Config,
+        name: &str,
+    ) -> Result<Option<Credential>> {
+        let ctx = Ctx::new(self, cfg, name)?;
+        let scheme = &ctx.preset.auth.scheme;
+        let persisted = match scheme {
+            SchemeSpec::Login(_) => true,
+            SchemeSpec::Oauth2(spec) => spec.persist,
+            _ => false,
+        };
+        if !persisted {
+            return Ok(None);
         }
+        Ok(ctx
+            .load_token()
+            .await?
+            .map(|t| ctx.bearer(&t, refreshable(scheme, &t))))
     }
 
     fn credential_in<'a>(
@@ -314,34 +351,28 @@ impl Keyport {
                     format!("the parent chain is longer than {MAX_CHAIN}"),
                 ));
             }
-            // The secrets are needed only to fetch or render, not to hand out a stored
-            // token that will do: check that first (one keychain read instead of two).
-            let mut ctx = Ctx::with(self, cfg, name, false)?;
-            let now = OffsetDateTime::now_utc();
+            let mut ctx = Ctx::new(self, cfg, name)?;
+            let now = ctx.now();
             let scheme = &ctx.preset.auth.scheme;
-            let cached = match scheme {
-                SchemeSpec::Login(_) => true,
-                SchemeSpec::Oauth2(spec) => spec.persist,
-                _ => false,
-            };
-            if cached {
-                if let Some(t) = TokenState::load(ctx.store, name)?.filter(|t| want.met_by(t, now))
-                {
-                    return Ok(ctx.bearer(&t, refreshable(scheme, &t)));
-                }
-            }
-            ctx.secrets = SecretBundle::load(ctx.store, name)?;
             match scheme {
                 SchemeSpec::Login(spec) => {
+                    // The secrets are needed only to fetch, not to hand out a stored token
+                    // that will do: check that first (one keychain read instead of two).
+                    if let Some(t) = ctx.load_token().await?.filter(|t| want.met_by(t, now)) {
+                        return Ok(ctx.bearer(&t, true));
+                    }
                     // Slow path: one process at a time per profile. Whoever waited finds the
                     // token the other one saved.
                     let _lock = lock(name).await?;
-                    let after = OffsetDateTime::now_utc();
-                    if let Some(t) = TokenState::load(ctx.store, name)?
+                    let after = ctx.now();
+                    if let Some(t) = ctx
+                        .load_token()
+                        .await?
                         .filter(|t| want.met_after_wait(t, after, now))
                     {
                         return Ok(ctx.bearer(&t, true));
                     }
+                    ctx.load_secrets().await?;
                     let parent = match spec.client_auth {
                         ClientAuth::Parent => {
                             let p = ctx.lookup("parent").ok_or_else(|| ctx.missing("parent"))?;
@@ -351,24 +382,34 @@ impl Keyport {
                         }
                         _ => None,
                     };
-                    let t = login::fetch(&ctx, spec, parent.as_ref()).await?;
-                    t.save(ctx.store, name)?;
+                    let mut t = login::fetch(&ctx, spec, parent.as_ref()).await?;
+                    ctx.save_token(&mut t).await?;
                     Ok(ctx.bearer(&t, true))
                 }
                 SchemeSpec::Oauth2(spec) => {
-                    let t = oauth::ensure(&ctx, spec, &want).await?;
+                    let t = oauth::ensure(&mut ctx, spec, &want).await?;
                     Ok(ctx.bearer(&t, refreshable(scheme, &t)))
                 }
-                _ => scheme::render(name, ctx.profile, ctx.preset, &ctx.secrets, now),
+                _ => {
+                    ctx.load_secrets().await?;
+                    let mut c = scheme::render(name, ctx.profile, ctx.preset, &ctx.secrets, now)?;
+                    c.fingerprint = Some(ctx.fingerprint.clone());
+                    Ok(c)
+                }
             }
         })
     }
 
-    /// `keyport login NAME`: runs the profile's interactive OAuth flow and stores the
-    /// result. Without `force`, a still-valid session is kept.
-    pub async fn login(&self, name: &str, opts: &LoginOptions) -> Result<Credential> {
+    /// The flow of [`Keyport::login`] (in `login.rs`), once the login lock is held.
+    pub(crate) async fn login_flow(
+        &self,
+        name: &str,
+        opts: &LoginOptions,
+        ui: &dyn LoginUi,
+        cancel: &Cancel,
+    ) -> Result<Credential> {
         let cfg = self.load()?;
-        let ctx = Ctx::new(self, &cfg, name)?;
+        let mut ctx = Ctx::new(self, &cfg, name)?;
         let SchemeSpec::Oauth2(spec) = &ctx.preset.auth.scheme else {
             return Err(Error::Login {
                 profile: name.to_string(),
@@ -379,12 +420,13 @@ impl Keyport {
             });
         };
         if !opts.force {
-            if let Ok(t) = oauth::ensure(&ctx, spec, &Want::valid_for(30)).await {
-                eprintln!("'{name}' is already logged in (use --force to log in again)");
+            if let Ok(t) = oauth::ensure(&mut ctx, spec, &Want::valid_for(30)).await {
+                ui.show(&LoginStep::AlreadyLoggedIn);
                 return Ok(ctx.bearer(&t, t.refresh_token.is_some()));
             }
         }
-        let t = oauth::login(&ctx, spec, opts).await?;
+        ctx.load_secrets().await?;
+        let t = oauth::login(&ctx, spec, opts, ui, cancel).await?;
         Ok(ctx.bearer(&t, t.refresh_token.is_some()))
     }
 
@@ -392,11 +434,15 @@ impl Keyport {
     /// when it has a revocation endpoint. Returns a note about revocation.
     pub async fn logout(&self, name: &str) -> Result<Option<String>> {
         let cfg = self.load()?;
-        let ctx = Ctx::new(self, &cfg, name)?;
+        let mut ctx = Ctx::new(self, &cfg, name)?;
         match &ctx.preset.auth.scheme {
-            SchemeSpec::Oauth2(_) => oauth::logout(&ctx).await,
+            SchemeSpec::Oauth2(_) => {
+                ctx.load_secrets().await?;
+                oauth::logout(&ctx).await
+            }
             _ => {
-                TokenState::delete(ctx.store, name)?;
+                let _lock = lock(name).await?;
+                ctx.delete_token().await?;
                 Ok(None)
             }
         }

@@ -9,8 +9,6 @@
 //! other reason. Left out on purpose: ID token validation (Keyport uses access tokens only),
 //! dynamic client registration, and implicit / password grants.
 
-use std::time::Duration;
-
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
@@ -21,11 +19,11 @@ use oauth2::{
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::browser;
-use super::loopback::Receiver;
+use super::loopback::{CallbackError, Receiver};
 use super::{Ctx, Want};
 use crate::error::{Error, Result};
 use crate::http::{self, describe_transport, vendor_detail};
+use crate::login::{Cancel, LoginOptions, LoginStep, LoginUi};
 use crate::preset::{Grant, OAuthSpec};
 use crate::secret::Secret;
 use crate::token::{jwt_expiry, TokenState};
@@ -39,26 +37,6 @@ type Client = BasicClient<
     EndpointNotSet,
     EndpointMaybeSet,
 >;
-
-/// Options of an interactive login.
-#[derive(Debug, Clone)]
-pub struct LoginOptions {
-    /// Re-authenticate at the identity provider even with a valid session (the seed's
-    /// `auth_force`).
-    pub force: bool,
-    pub no_browser: bool,
-    pub timeout: Duration,
-}
-
-impl Default for LoginOptions {
-    fn default() -> Self {
-        LoginOptions {
-            force: false,
-            no_browser: false,
-            timeout: Duration::from_secs(300),
-        }
-    }
-}
 
 #[derive(Debug, Default)]
 struct Endpoints {
@@ -256,8 +234,8 @@ fn state_from<R: TokenResponse>(
     r: &R,
     old_refresh: Option<&Secret>,
     requested: &[Scope],
+    now: OffsetDateTime,
 ) -> TokenState {
-    let now = OffsetDateTime::now_utc();
     let access = r.access_token().secret().to_string();
     let expires_at = r
         .expires_in()
@@ -280,23 +258,18 @@ fn state_from<R: TokenResponse>(
             .unwrap_or_else(|| requested.iter().map(|x| x.to_string()).collect()),
         sliding: false,
         widget_url: None,
+        fingerprint: None,
     }
 }
 
 /// A token valid for `min_valid` seconds without a person: the cache, a refresh, or (for
 /// client credentials) a new token. Otherwise [`Error::LoginRequired`].
-pub(super) async fn ensure(ctx: &Ctx<'_>, spec: &OAuthSpec, want: &Want) -> Result<TokenState> {
-    let store = ctx.store;
-    let now = OffsetDateTime::now_utc();
-    let load = || -> Result<Option<TokenState>> {
-        Ok(if spec.persist {
-            TokenState::load(store, ctx.name)?
-        } else {
-            None
-        })
-    };
-    if let Some(t) = load()?.filter(|t| want.met_by(t, now)) {
-        return Ok(t);
+pub(super) async fn ensure(ctx: &mut Ctx<'_>, spec: &OAuthSpec, want: &Want) -> Result<TokenState> {
+    let now = ctx.now();
+    if spec.persist {
+        if let Some(t) = ctx.load_token().await?.filter(|t| want.met_by(t, now)) {
+            return Ok(t);
+        }
     }
     // One refresh at a time per profile, across processes: a rotating refresh token used
     // twice would revoke the grant. (A token that is never persisted has nothing to share.)
@@ -304,14 +277,18 @@ pub(super) async fn ensure(ctx: &Ctx<'_>, spec: &OAuthSpec, want: &Want) -> Resu
         true => Some(super::lock(ctx.name).await?),
         false => None,
     };
-    let cached = load()?;
-    let after = OffsetDateTime::now_utc();
+    let cached = match spec.persist {
+        true => ctx.load_token().await?,
+        false => None,
+    };
+    let after = ctx.now();
     if let Some(t) = cached
         .as_ref()
         .filter(|t| want.met_after_wait(t, after, now))
     {
         return Ok(t.clone());
     }
+    ctx.load_secrets().await?;
     match spec.grant {
         Grant::ClientCredentials => {
             let e = endpoints(ctx).await?;
@@ -331,9 +308,9 @@ pub(super) async fn ensure(ctx: &Ctx<'_>, spec: &OAuthSpec, want: &Want) -> Resu
                 .request_async(&http)
                 .await
                 .map_err(|err| token_error(ctx, &e.token, &err))?;
-            let t = state_from(&r, None, &scopes);
+            let mut t = state_from(&r, None, &scopes, ctx.now());
             if spec.persist {
-                t.save(store, ctx.name)?;
+                ctx.save_token(&mut t).await?;
             }
             Ok(t)
         }
@@ -374,17 +351,18 @@ async fn refresh(ctx: &Ctx<'_>, rt: &Secret, old_scopes: Vec<String>) -> Result<
     match result {
         Ok(r) => {
             let requested: Vec<Scope> = old_scopes.into_iter().map(Scope::new).collect();
-            let t = state_from(&r, Some(rt), &requested);
+            let mut t = state_from(&r, Some(rt), &requested, ctx.now());
             // Save before anyone uses the new access token: if the provider rotated the
-            // refresh token, the old one is now dead and this is the only copy.
-            t.save(ctx.store, ctx.name)?;
+            // refresh token, the old one is now dead and this is the only copy. (The
+            // keychain owner finishes a save it started even if this task is dropped.)
+            ctx.save_token(&mut t).await?;
             Ok(t)
         }
         Err(err) if is_invalid_grant(&err) => {
             // Forget the dead refresh token, unless a login saved a new session meanwhile.
-            let stored = TokenState::load(ctx.store, ctx.name)?.and_then(|t| t.refresh_token);
+            let stored = ctx.load_token().await?.and_then(|t| t.refresh_token);
             if stored.as_ref() == Some(rt) {
-                TokenState::delete(ctx.store, ctx.name)?;
+                ctx.delete_token().await?;
             }
             Err(Error::LoginRequired {
                 profile: ctx.name.to_string(),
@@ -401,10 +379,18 @@ pub(super) async fn login(
     ctx: &Ctx<'_>,
     spec: &OAuthSpec,
     opts: &LoginOptions,
+    ui: &dyn LoginUi,
+    cancel: &Cancel,
 ) -> Result<TokenState> {
     let failed = |message: String| Error::Login {
         profile: ctx.name.to_string(),
         message,
+    };
+    let cancelled = || Error::LoginCancelled {
+        profile: ctx.name.to_string(),
+    };
+    let waiting = LoginStep::Waiting {
+        timeout_secs: opts.timeout.as_secs(),
     };
     let e = endpoints(ctx).await?;
     let http = http::client(&ctx.http)?;
@@ -446,11 +432,18 @@ pub(super) async fn login(
                 req = req.add_extra_param("prompt", prompt.join(" "));
             }
             let (url, state) = req.url();
-            browser::open(url.as_str(), opts.no_browser);
+            ui.show(&LoginStep::OpenUrl {
+                url: url.to_string(),
+            });
+            ui.show(&waiting);
             let code = receiver
-                .wait(state.secret(), opts.timeout)
+                .wait(state.secret(), opts.timeout, cancel)
                 .await
-                .map_err(|err| failed(err.to_string()))?;
+                .map_err(|err| match err {
+                    CallbackError::Interrupted => cancelled(),
+                    other => failed(other.to_string()),
+                })?;
+            ui.show(&LoginStep::Exchanging);
             c.exchange_code(AuthorizationCode::new(code))
                 .map_err(|err| Error::invalid("token_url", err.to_string()))?
                 .set_pkce_verifier(verifier)
@@ -467,15 +460,14 @@ pub(super) async fn login(
                 .request_async(&http)
                 .await
                 .map_err(|err| token_error(ctx, &e.device, &err))?;
-            eprintln!(
-                "To log in '{}', open {} and enter the code: {}",
-                ctx.name,
-                details.verification_uri().as_str(),
-                details.user_code().secret()
-            );
-            if let Some(complete) = details.verification_uri_complete() {
-                browser::open(complete.secret(), opts.no_browser);
-            }
+            ui.show(&LoginStep::DeviceCode {
+                verification_uri: details.verification_uri().to_string(),
+                user_code: details.user_code().secret().to_string(),
+                verification_uri_complete: details
+                    .verification_uri_complete()
+                    .map(|u| u.secret().to_string()),
+            });
+            ui.show(&waiting);
             let poll = c
                 .exchange_device_access_token(&details)
                 .map_err(|err| Error::invalid("token_url", err.to_string()))?
@@ -488,14 +480,14 @@ pub(super) async fn login(
                     )),
                     _ => token_error(ctx, &e.token, &err),
                 })?,
-                _ = tokio::signal::ctrl_c() => return Err(failed("interrupted".into())),
+                _ = cancel.cancelled() => return Err(cancelled()),
             }
         }
     };
-    let t = state_from(&r, None, &scopes);
+    let mut t = state_from(&r, None, &scopes, ctx.now());
     // Under the profile's lock, so a refresh running elsewhere can't interleave with it.
     let _lock = super::lock(ctx.name).await?;
-    t.save(ctx.store, ctx.name)?;
+    ctx.save_token(&mut t).await?;
     Ok(t)
 }
 
@@ -505,7 +497,13 @@ pub(super) async fn login(
 /// Revocation (RFC 7009) is one form POST, done here rather than through the oauth2 crate,
 /// which insists on https even for a loopback provider; Keyport's own http rule applies.
 pub(super) async fn logout(ctx: &Ctx<'_>) -> Result<Option<String>> {
-    let Some(t) = TokenState::load(ctx.store, ctx.name)? else {
+    // Whatever is stored is revoked, also a token from other settings.
+    let name = ctx.name.to_string();
+    let Some(t) = ctx
+        .keychain
+        .run(move |s| TokenState::load(s, &name))
+        .await?
+    else {
         return Ok(None);
     };
     let note = match endpoints(ctx).await {
@@ -521,7 +519,8 @@ pub(super) async fn logout(ctx: &Ctx<'_>) -> Result<Option<String>> {
             Err(err) => format!("{err}; the token was forgotten locally"),
         }),
     };
-    TokenState::delete(ctx.store, ctx.name)?;
+    let _lock = super::lock(ctx.name).await?;
+    ctx.delete_token().await?;
     Ok(note)
 }
 

@@ -1,19 +1,27 @@
-//! Opening a URL in the user's browser.
+//! Opening a URL in the user's browser, for the login UIs (the terminal's and the
+//! desktop's): the core's login flow only says *that* a URL should be opened
+//! ([`crate::login::LoginStep::OpenUrl`]).
 //!
 //! `BROWSER` wins when set (the convention of git, Python's webbrowser and xdg-open): its
 //! first `:`-separated entry is run with the URL as last argument. Otherwise the platform
-//! opener (`xdg-open`, `open`, `start`). With no display and no `BROWSER`, or with
-//! `--no-browser`, nothing is opened: the URL is always printed, so the user can open it
-//! anywhere. Left out on purpose: choosing among several browsers.
+//! opener (`xdg-open`, `open`, `rundll32`). With no display and no `BROWSER`, nothing is
+//! opened. Nothing is printed here: the caller tells the person. Left out on purpose:
+//! choosing among several browsers.
 
 use std::process::{Command, Stdio};
 
-/// Prints `url` and tries to open it; returns whether a browser was started.
-pub fn open(url: &str, no_browser: bool) -> bool {
-    eprintln!("Open this URL to log in:\n  {url}");
-    if no_browser {
-        return false;
-    }
+/// What happened when asked to open a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    Started,
+    /// No display and no `BROWSER`: the person must open the URL themselves.
+    NoBrowser,
+    /// The browser command could not be started.
+    Failed(String),
+}
+
+/// Tries to open `url` in a browser.
+pub fn open(url: &str) -> Opened {
     let mut cmd = match std::env::var("BROWSER")
         .ok()
         .filter(|b| !b.trim().is_empty())
@@ -22,7 +30,7 @@ pub fn open(url: &str, no_browser: bool) -> bool {
             let first = b.split(':').next().unwrap_or_default();
             let mut words = first.split_whitespace();
             let Some(prog) = words.next() else {
-                return false;
+                return Opened::NoBrowser;
             };
             let mut c = Command::new(prog);
             c.args(words);
@@ -30,10 +38,7 @@ pub fn open(url: &str, no_browser: bool) -> bool {
         }
         None => match platform_opener() {
             Some(c) => c,
-            None => {
-                eprintln!("(no display and no BROWSER set: open it yourself; Keyport is waiting)");
-                return false;
-            }
+            None => return Opened::NoBrowser,
         },
     };
     cmd.arg(url)
@@ -41,11 +46,8 @@ pub fn open(url: &str, no_browser: bool) -> bool {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     match cmd.spawn() {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("(could not start a browser: {e}; open the URL yourself)");
-            false
-        }
+        Ok(_) => Opened::Started,
+        Err(e) => Opened::Failed(e.to_string()),
     }
 }
 
