@@ -315,3 +315,124 @@ pub fn notifications_for(profile: &str) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// `keyport status --watch --json`: the agent's live events, one JSON object per line,
+/// read on a thread. Tests wait for the event that must follow an action instead of
+/// sleeping or polling.
+pub struct Watch {
+    child: std::process::Child,
+    events: std::sync::mpsc::Receiver<serde_json::Value>,
+    /// Every event seen so far (also those a `wait_for` skipped).
+    pub seen: Vec<serde_json::Value>,
+    /// Each profile's state as of the events seen so far.
+    states: std::collections::HashMap<String, String>,
+}
+
+impl Keyport {
+    /// Subscribes to the running agent; returns once its snapshot arrived, so every later
+    /// change is seen.
+    pub fn watch(&self) -> Watch {
+        let mut child = self
+            .command()
+            .args(["status", "--watch", "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn keyport status --watch");
+        let out = child.stdout.take().unwrap();
+        let (tx, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let mut w = Watch {
+            child,
+            events,
+            seen: Vec::new(),
+            states: Default::default(),
+        };
+        w.wait_for("the agent's snapshot", |e| e["event"] == "snapshot");
+        w
+    }
+}
+
+impl Watch {
+    /// The next event that satisfies `pred`; fails the test after 30 s.
+    #[track_caller]
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(e) => {
+                    self.track(&e);
+                    self.seen.push(e.clone());
+                    if pred(&e) {
+                        return e;
+                    }
+                }
+                Err(_) => panic!("no event for {what} within 30 s; seen: {:#?}", self.seen),
+            }
+        }
+    }
+
+    fn track(&mut self, e: &serde_json::Value) {
+        let mut set = |p: &serde_json::Value| {
+            if let (Some(n), Some(s)) = (p["name"].as_str(), p["state"].as_str()) {
+                self.states.insert(n.to_string(), s.to_string());
+            }
+        };
+        match e["event"].as_str() {
+            Some("snapshot") => e["profiles"].as_array().into_iter().flatten().for_each(set),
+            Some("removed") => {
+                self.states.remove(e["name"].as_str().unwrap_or_default());
+            }
+            _ if e["profile"].is_object() => set(&e["profile"]),
+            _ => {}
+        }
+    }
+
+    /// Waits until `profile` is in `state` (at once if it already is).
+    #[track_caller]
+    pub fn wait_state(&mut self, profile: &str, state: &str) {
+        if self.states.get(profile).map(String::as_str) == Some(state) {
+            return;
+        }
+        self.wait_for(&format!("{profile} to become {state}"), |e| {
+            e["profile"]["name"] == profile && e["profile"]["state"] == state
+        });
+    }
+
+    /// The next failed renewal of `profile` whose error contains `text`.
+    #[track_caller]
+    pub fn wait_failure(&mut self, profile: &str, text: &str) -> serde_json::Value {
+        self.wait_for(
+            &format!("a renewal of {profile} failing with {text:?}"),
+            |e| {
+                e["event"] == "renewal_failed"
+                    && e["profile"]["name"] == profile
+                    && e["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(text))
+            },
+        )
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

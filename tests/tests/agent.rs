@@ -69,6 +69,7 @@ fn agent_keeps_every_token_valid_for_a_minute() {
             );
             calls += 1;
         }
+        // Pacing, not synchronization: a tool calling its APIs a few times a second.
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(fake.unauthorized_uses(), 0);
@@ -110,16 +111,32 @@ fn sliding_token_is_not_renewed_while_idle() {
     let imp = unique("imp-idle");
     fake.add_improvado(&kp, &imp, 2);
     let _agent = kp.start_agent(&["--lead", "1", "--no-notifications"], &[]);
-    eventually("a token fetched at start, ready before anyone asks", || {
-        kp.status().get(&imp).map(|s| s["state"] == "valid") == Some(true)
-    });
+    let mut watch = kp.watch();
+    // A token fetched at start, ready before anyone asks.
+    watch.wait_state(&imp, "valid");
     assert_eq!(fake.count("/api/v3/token"), 1, "one token call at start");
-    std::thread::sleep(Duration::from_secs(5));
+    // Nobody uses it: it is left to lapse.
+    watch.wait_state(&imp, "expired");
     assert_eq!(fake.count("/api/v3/token"), 1, "no token calls while idle");
-    assert_eq!(kp.status()[&imp]["state"], "expired");
     let h = header(&kp, &imp);
     assert_eq!(fake.call("/api/v3/datasources", &h), 200);
     assert_eq!(fake.count("/api/v3/token"), 2, "fetched again on demand");
+}
+
+/// Sleeps until the moment the profile's stored token expires (read from `token --json`):
+/// a computed wait for a wall-clock fact, not a guess.
+fn sleep_past_expiry(kp: &Keyport, name: &str) {
+    let r = kp.run(&["token", name, "--json", "--min-valid", "0"]).ok();
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let exp = time::OffsetDateTime::parse(
+        v["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let left = exp - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(50);
+    if left.is_positive() {
+        std::thread::sleep(left.try_into().unwrap());
+    }
 }
 
 fn concurrent_tokens(kp: &Keyport, name: &str, n: usize) -> Vec<String> {
@@ -163,7 +180,7 @@ fn two_hundred_concurrent_calls_make_one_token_request() {
     let pw = add_patchworks(&kp, &fake);
     let expired = header(&kp, &pw);
     assert_eq!(fake.count("/fabric/api/login"), 1);
-    std::thread::sleep(Duration::from_millis(2100));
+    sleep_past_expiry(&kp, &pw);
     fake.set_lifetimes(long);
 
     // standalone processes
@@ -183,7 +200,7 @@ fn two_hundred_concurrent_calls_make_one_token_request() {
     fake.set_lifetimes(short);
     kp.run(&["refresh", &pw]).ok();
     assert_eq!(fake.count("/fabric/api/login"), 3);
-    std::thread::sleep(Duration::from_millis(2100));
+    sleep_past_expiry(&kp, &pw);
     fake.set_lifetimes(long);
     let _agent = kp.start_agent(&["--lead", "1", "--no-notifications"], &[]);
     let tokens = concurrent_tokens(&kp, &pw, 200);
@@ -216,54 +233,36 @@ fn faults_back_off_keep_the_old_token_and_recover() {
         ],
         &[("KEYPORT_HTTP_TIMEOUT", OsStr::new("1"))],
     );
+    let mut watch = kp.watch();
     let first = header(&kp, &pw);
     fake.set_fault(Fault::Answer(500, r#"{"message": "Server Error"}"#.into()));
     // renewal is due at ~4 s; it fails and retries on a backoff
-    std::thread::sleep(Duration::from_millis(5000));
-    let s = &kp.status()[&pw];
-    assert_eq!(s["state"], "error", "{s}");
-    assert!(s["failures"].as_u64().unwrap() >= 1, "{s}");
+    let e = watch.wait_failure(&pw, "answered 500: Server Error");
+    assert_eq!(e["profile"]["state"], "error", "{e}");
+    assert!(e["profile"]["failures"].as_u64().unwrap() >= 1, "{e}");
     assert!(
-        s["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("answered 500: Server Error"),
-        "{s}"
+        e["profile"]["next_refresh_at"].is_string(),
+        "backoff is scheduled: {e}"
     );
-    assert!(
-        s["next_refresh_at"].is_string(),
-        "backoff is scheduled: {s}"
-    );
+    assert_eq!(e["error"]["kind"], "unavailable", "{e}");
     // the old token is still served, and still works
     assert_eq!(header(&kp, &pw), first);
     assert_eq!(fake.call("/api/v1/flows", &first), 200);
-    // other faults: garbage, too slow
+    // other faults: garbage, too slow (KEYPORT_HTTP_TIMEOUT=1: a 2 s answer times out)
     fake.set_fault(Fault::Garbage);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(kp.status()[&pw]["last_error"]
-        .as_str()
-        .unwrap()
-        .contains("not JSON"));
+    watch.wait_failure(&pw, "not JSON");
     fake.set_fault(Fault::Slow(Duration::from_secs(2)));
-    std::thread::sleep(Duration::from_millis(2500));
+    let e = watch.wait_failure(&pw, "did not answer within 1 s");
+    assert_eq!(
+        e["error"]["kind"], "unavailable",
+        "a timeout is retried: {e}"
+    );
     // connection refused: nobody listens any more. (Stop listening before clearing the
     // fault: a retry queued in between would otherwise be answered with a fresh token.)
     fake.stop_listening();
     fake.set_fault(Fault::None);
-    let until = Instant::now() + Duration::from_secs(8);
-    loop {
-        let s = kp.status()[&pw].clone();
-        if s["last_error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("cannot be reached")
-        {
-            assert_eq!(s["state"], "error");
-            break;
-        }
-        assert!(Instant::now() < until, "no refused renewal seen: {s}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let e = watch.wait_failure(&pw, "cannot be reached");
+    assert_eq!(e["profile"]["state"], "error", "{e}");
     // after expiry with no renewal: a clear error, not an expired token
     let r = kp.run(&["header", &pw, "--min-valid", "1"]);
     if r.code == 0 {
@@ -284,11 +283,9 @@ fn faults_back_off_keep_the_old_token_and_recover() {
     assert!(!n[0]["body"].as_str().unwrap().contains(PATCHWORKS_PASSWORD));
     // the endpoint comes back
     fake.listen_again();
-    let until = Instant::now() + Duration::from_secs(5);
-    while kp.status()[&pw]["state"] != "valid" {
-        assert!(Instant::now() < until, "no recovery: {}", kp.status()[&pw]);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    watch.wait_for("the recovery", |e| {
+        e["event"] == "renewal_succeeded" && e["profile"]["name"] == pw.as_str()
+    });
     let h = header(&kp, &pw);
     assert_ne!(h, first);
     assert_eq!(fake.call("/api/v1/flows", &h), 200);
@@ -336,6 +333,7 @@ fn agent_rotates_refresh_tokens_over_many_renewals() {
             .to_string();
         assert_eq!(idp.userinfo(&t), 200, "every handed-out token works");
         seen.insert(t);
+        // Pacing, not synchronization: a tool asking a few times a second.
         std::thread::sleep(Duration::from_millis(400));
     }
     assert!(seen.len() >= 7, "only {} access tokens in 15 s", seen.len());
@@ -370,7 +368,14 @@ fn expiring_and_expired_notifications_once_each() {
     }
     kp.run(&["profile", "set", &quiet, "notify=false"]).ok();
     let _agent = kp.start_agent(&["--lead", "2"], &[]);
-    std::thread::sleep(Duration::from_millis(6000));
+    let mut watch = kp.watch();
+    watch.wait_state(&loud, "expiring");
+    watch.wait_state(&loud, "expired");
+    watch.wait_state(&quiet, "expired");
+    // (the notification server gets them on a thread of the agent's own)
+    eventually("two notifications", || notifications_for(&loud).len() >= 2);
+    // A request after expiry is refused, and tells nobody again.
+    kp.run(&["header", &loud]).fails_with("expired at");
     let n = notifications_for(&loud);
     let summaries: Vec<&str> = n.iter().map(|x| x["summary"].as_str().unwrap()).collect();
     assert_eq!(
@@ -404,10 +409,11 @@ fn login_action_on_the_notification_logs_in() {
 set -e
 "$KEYPORT" profile add {name} --preset oauth2-auth-code --set issuer={issuer} --set client_id=keyport-native --set "scopes=openid offline_access"
 "$KEYPORT" agent --lead 1
-for i in $(seq 100); do
-  "$KEYPORT" status --json | grep -q '"state": "valid"' && break
-  sleep 0.2
-done
+# the agent's events, until the profile is valid (bounded by timeout)
+exec 3< <(timeout 30 "$KEYPORT" status --watch --json)
+watcher=$!
+grep -q -m1 '"state":"valid"' <&3
+kill "$watcher" 2>/dev/null || true
 "$KEYPORT" status
 echo "TOKEN=$("$KEYPORT" token {name})"
 cp "$NOTIFY_SINK_LOG" "$OUT/sink.jsonl"
@@ -467,12 +473,12 @@ fn profile_changes_take_effect_without_restart() {
     let kp = Keyport::new();
     let _agent = kp.start_agent(&["--no-notifications"], &[]);
     assert!(kp.status().is_empty());
+    let mut watch = kp.watch();
     let pw = add_patchworks(&kp, &fake);
-    let until = Instant::now() + Duration::from_secs(5);
-    while kp.status().get(&pw).map(|s| s["state"].clone()) != Some("valid".into()) {
-        assert!(Instant::now() < until, "{:?}", kp.status());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    watch.wait_for("the new profile", |e| {
+        e["event"] == "added" && e["profile"]["name"] == pw.as_str()
+    });
+    watch.wait_state(&pw, "valid");
     assert_eq!(
         fake.count("/fabric/api/login"),
         1,
@@ -489,12 +495,14 @@ fn profile_changes_take_effect_without_restart() {
         kp.run(&["header", &pw])
             .fails_with("These credentials do not match our records.");
     }
-    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         fake.count("/fabric/api/login"),
         tries,
         "no retries of a 401"
     );
+    let s = &kp.status()[&pw];
+    assert!(s["next_refresh_at"].is_null(), "and none scheduled: {s}");
+    assert_eq!(s["last_error_kind"], "rejected", "{s}");
     kp.run_with(
         &["secret", "set", &pw, "password"],
         &format!("{PATCHWORKS_PASSWORD}\n"),
@@ -503,6 +511,9 @@ fn profile_changes_take_effect_without_restart() {
     let h = header(&kp, &pw);
     assert_eq!(fake.call("/api/v1/flows", &h), 200);
     kp.run(&["profile", "rm", &pw]).ok();
+    watch.wait_for("the removal", |e| {
+        e["event"] == "removed" && e["name"] == pw.as_str()
+    });
     assert!(!kp.status().contains_key(&pw));
 }
 
@@ -540,17 +551,24 @@ fn one_agent_at_a_time_and_sigterm_stops_it_cleanly() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    // status --watch redraws every second
+    // status --watch draws the table, and redraws it (on changes, and for the countdowns)
     let mut watch = kp
         .command()
         .args(["status", "--watch"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    let mut out = String::new();
+    {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+        while out.matches("PROFILE").count() < 2 {
+            out += &lines.next().expect("status --watch ended").unwrap();
+            out.push('\n');
+        }
+    }
     watch.kill().unwrap();
-    let out = String::from_utf8_lossy(&watch.wait_with_output().unwrap().stdout).into_owned();
-    assert!(out.matches("PROFILE").count() >= 2, "{out}");
+    let _ = watch.wait();
     assert!(
         out.contains("\x1b[2J") && out.contains("b ") && out.contains("valid"),
         "{out}"
@@ -565,4 +583,259 @@ fn one_agent_at_a_time_and_sigterm_stops_it_cleanly() {
     );
     kp.run(&["status"]).fails_with("no agent is running");
     kp.run(&["profile", "rm", "b"]).ok();
+}
+
+/// A detached agent has no terminal: a device-flow login started from the "Log in" action
+/// shows its code as a notification (and opens `verification_uri_complete`).
+#[test]
+fn a_detached_agent_shows_the_device_code_as_a_notification() {
+    let idp = Oidc::start(60);
+    let kp = Keyport::new();
+    let name = unique("device");
+    let script = format!(
+        r#"
+set -e
+"$KEYPORT" profile add {name} --preset oauth2-device --set issuer={issuer} --set client_id=keyport-native --set "scopes=openid offline_access"
+"$KEYPORT" agent --lead 1
+exec 3< <(timeout 30 "$KEYPORT" status --watch --json)
+watcher=$!
+grep -q -m1 '"state":"valid"' <&3
+kill "$watcher" 2>/dev/null || true
+echo "TOKEN=$("$KEYPORT" token {name})"
+cp "$NOTIFY_SINK_LOG" "$OUT/sink.jsonl"
+kill "$(sed -e 's/.*"pid":\([0-9]*\).*/\1/' "$KEYPORT_RUNTIME_DIR/agent.json")"
+"#,
+        issuer = idp.issuer
+    );
+    let out = tempfile::tempdir().unwrap();
+    let browser_log = tempfile::NamedTempFile::new().unwrap();
+    let o = std::process::Command::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("support/headless-session.sh"),
+    )
+    .args(["bash", "-c", &script])
+    .env("KEYPORT", bin("keyport"))
+    .env("KEYPORT_CONFIG_DIR", kp.config_dir())
+    .env("KEYPORT_RUNTIME_DIR", kp.runtime_dir())
+    .env("BROWSER", fake_browser())
+    .env("FAKE_BROWSER_LOG", browser_log.path())
+    .env("NOTIFY_SINK_INVOKE", "login")
+    .env("HEADLESS_X", "0")
+    .env("OUT", out.path())
+    .stdin(std::process::Stdio::null())
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    let token = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("TOKEN="))
+        .expect("a token");
+    assert_eq!(idp.userinfo(token), 200, "{stdout}");
+    let sink = std::fs::read_to_string(out.path().join("sink.jsonl")).unwrap();
+    let bodies: Vec<String> = sink
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["method"] == "Notify")
+        .map(|e| e["body"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("/device") && b.contains("enter the code")),
+        "{bodies:#?}"
+    );
+    let visited = std::fs::read_to_string(browser_log.path()).unwrap();
+    assert!(visited.contains("/device?user_code="), "{visited}");
+}
+
+/// With an agent running, `keyport login` runs in the agent: the steps show in the
+/// terminal, a second login of the profile is refused clearly, Ctrl-C cancels it, and a
+/// finished login is served by the agent at once.
+#[test]
+fn a_login_in_the_agent_is_single_flight_and_ctrl_c_cancels_it() {
+    require_session();
+    let idp = Oidc::start(60);
+    let kp = Keyport::new();
+    let name = unique("agent-login");
+    idp.add_native_profile(&kp, &name, "4insight-user");
+    let _agent = kp.start_agent(&["--no-notifications"], &[]);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let browser = || std::fs::read_to_string(log.path()).unwrap_or_default();
+    let first = kp
+        .command()
+        .args(["login", &name, "--timeout", "60"])
+        .env("BROWSER", fake_browser())
+        .env("FAKE_BROWSER_MODE", "ignore")
+        .env("FAKE_BROWSER_LOG", log.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("the browser to be started", || browser().contains("IGNORE"));
+    assert_eq!(kp.status()[&name]["login_in_progress"], true);
+    kp.run(&["login", &name, "--no-browser"])
+        .fails_with("already in progress");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = first.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("Open this URL to log in"), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(kp.status()[&name]["login_in_progress"], false);
+    assert_eq!(kp.status()[&name]["state"], "login_required");
+    // now for real
+    let o = kp
+        .command()
+        .args(["login", &name, "--timeout", "30"])
+        .env("BROWSER", fake_browser())
+        .env("FAKE_BROWSER_LOG", log.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(&format!("logged in '{name}'")), "{err}");
+    assert_eq!(kp.status()[&name]["state"], "valid");
+    assert_eq!(
+        idp.userinfo(kp.run(&["token", &name]).ok().stdout.trim()),
+        200
+    );
+}
+
+/// A few hundred token profiles with stored tokens; while `keyport token` asks for unknown
+/// names dozens of times a second, a valid profile keeps its normal latency, and the
+/// keychain daemon is still alive afterwards. (Before the read side, each unknown name
+/// re-read every stored token: a valid profile waited up to 156 s and gnome-keyring 42
+/// aborted.)
+#[test]
+fn unknown_names_never_stall_a_valid_profile_or_the_keychain() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    require_session();
+    let fake = Fake::start(Lifetimes::default());
+    let kp = Keyport::new();
+    let prefix = unique("storm");
+    const N: usize = 300;
+    let mut toml = String::from("version = 1\n");
+    for i in 0..N {
+        toml += &format!(
+            "[profiles.{prefix}-{i}]\npreset = \"patchworks-login\"\nsecrets = [\"password\"]\n[profiles.{prefix}-{i}.settings]\nbase_url = \"{}\"\nusername = \"u\"\n",
+            fake.url
+        );
+    }
+    std::fs::create_dir_all(kp.config_dir()).unwrap();
+    std::fs::write(kp.config_file(), toml).unwrap();
+    let fmt = &time::format_description::well_known::Rfc3339;
+    let now = time::OffsetDateTime::now_utc();
+    let (obtained, expires) = (
+        now.format(fmt).unwrap(),
+        (now + time::Duration::days(1)).format(fmt).unwrap(),
+    );
+    for i in 0..N {
+        let item = format!(
+            r#"{{"v":1,"access_token":"stored-{i}","expires_at":"{expires}","obtained_at":"{obtained}"}}"#
+        );
+        let mut c = std::process::Command::new("secret-tool")
+            .args([
+                "store",
+                "--label=Keyport token",
+                "service",
+                "keyport-token",
+                "username",
+            ])
+            .arg(format!("{prefix}-{i}"))
+            .args(["target", "default", "application", "rust-keyring"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(item.as_bytes()).unwrap();
+        assert!(c.wait().unwrap().success());
+    }
+    let _agent = kp.start_agent(&["--no-notifications"], &[]);
+    let mut watch = kp.watch();
+    for i in 0..N {
+        watch.wait_state(&format!("{prefix}-{i}"), "valid");
+    }
+    assert_eq!(
+        fake.count("/fabric/api/login"),
+        0,
+        "every stored token was used"
+    );
+    let target = format!("{prefix}-7");
+    assert_eq!(kp.run(&["token", &target]).ok().stdout, "stored-7\n");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let asked = Arc::new(AtomicUsize::new(0));
+    let storm: Vec<_> = (0..5)
+        .map(|t| {
+            let (stop, asked) = (stop.clone(), asked.clone());
+            let (cmd, cfg, run) = (bin("keyport"), kp.config_dir(), kp.runtime_dir());
+            let prefix = prefix.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let o = std::process::Command::new(&cmd)
+                        .args(["token", &format!("{prefix}-typo-{t}-{n}")])
+                        .env("KEYPORT_CONFIG_DIR", &cfg)
+                        .env("KEYPORT_RUNTIME_DIR", &run)
+                        .output()
+                        .unwrap();
+                    assert_eq!(o.status.code(), Some(1));
+                    assert!(String::from_utf8_lossy(&o.stderr).contains("no profile named"));
+                    asked.fetch_add(1, Ordering::Relaxed);
+                    n += 1;
+                    // pacing: each of 5 threads asks ~10 times a second
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        })
+        .collect();
+    let until = Instant::now() + Duration::from_secs(8);
+    let mut worst = Duration::ZERO;
+    let mut calls = 0;
+    while Instant::now() < until {
+        let t = Instant::now();
+        assert_eq!(kp.run(&["token", &target]).ok().stdout, "stored-7\n");
+        worst = worst.max(t.elapsed());
+        calls += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for s in storm {
+        s.join().unwrap();
+    }
+    let asked = asked.load(Ordering::Relaxed);
+    assert!(asked >= 200, "only {asked} unknown-name requests in 8 s");
+    // Generous for a debug build on 2 busy cores; a reload or a keychain stall would take
+    // seconds.
+    assert!(
+        worst < Duration::from_millis(1500),
+        "a valid profile took {worst:?} while unknown names were asked ({calls} calls)"
+    );
+    let ping = std::process::Command::new("dbus-send")
+        .args([
+            "--session",
+            "--print-reply",
+            "--dest=org.freedesktop.secrets",
+            "/org/freedesktop/secrets",
+            "org.freedesktop.DBus.Peer.Ping",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "the keychain daemon is gone: {ping:?}"
+    );
+    assert!(secret_tool_lookup("keyport-token", &format!("{prefix}-1"))
+        .unwrap()
+        .contains("stored-1"));
+    for i in 0..N {
+        let _ = std::process::Command::new("secret-tool")
+            .args(["clear", "service", "keyport-token", "username"])
+            .arg(format!("{prefix}-{i}"))
+            .status();
+    }
 }
