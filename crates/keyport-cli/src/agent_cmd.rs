@@ -223,7 +223,11 @@ pub fn agent(args: AgentArgs) -> Result<()> {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 // Hand edits of profiles.toml: re-read it (changed profiles only).
-                _ = hup.recv() => handle.notify_changed(None),
+                _ = hup.recv() => {
+                    if let Err(e) = handle.changed(None).await {
+                        eprintln!("keyport agent: {e}");
+                    }
+                }
             }
         }
         host.stop().await;

@@ -400,7 +400,9 @@ impl Core {
         e.slot.mark_used();
         if e.loading.is_some() {
             e.waiters.push(reply);
-            self.urgent.push_back(name);
+            if !self.urgent.contains(&name) {
+                self.urgent.push_back(name);
+            }
             self.pump_loads();
             return;
         }
@@ -547,6 +549,8 @@ impl Core {
             }
             _ => None,
         };
+        // Published before any waiter hears of it, so the waiter's next read finds it.
+        e.slot.publish(Some(served.clone()), None);
         for w in e.waiters.drain(..) {
             let _ = w.send(Ok(served.clone()));
         }
@@ -718,7 +722,8 @@ impl Core {
     }
 
     /// Starts the next queued read unless one is in flight: one keychain read at a time
-    /// (gentle with the keychain daemon), requested profiles first.
+    /// (gentle with the keychain daemon), requested profiles first. (Handing the owner the
+    /// next read before the last one's answer came back measured no faster.)
     fn pump_loads(&mut self) {
         if self.load_in_flight {
             return;
@@ -755,7 +760,7 @@ impl Core {
             return;
         };
         if e.loading != Some(seq) {
-            return;
+            return; // (a newer read of it is queued)
         }
         e.loading = None;
         self.dirty.insert(name.to_string());

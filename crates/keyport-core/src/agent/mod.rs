@@ -311,14 +311,6 @@ impl AgentHandle {
         .await?
     }
 
-    /// The same without waiting (a signal handler's reload).
-    pub fn notify_changed(&self, name: Option<&str>) {
-        let _ = self.tx.send(Msg::Changed {
-            name: name.map(str::to_string),
-            reply: None,
-        });
-    }
-
     /// Every profile's state now, and every change from then on.
     pub async fn subscribe(&self) -> Result<Subscription> {
         let (snapshot, rx) = self.ask(|reply| Msg::Subscribe { reply }).await?;
