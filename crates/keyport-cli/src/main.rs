@@ -264,10 +264,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Header { name, min_valid } => {
             let cred = agent_cmd::credential(&name, min_valid)?;
-            let mut out = std::io::stdout().lock();
-            for (h, v) in &cred.headers {
-                writeln!(out, "{h}: {}", v.expose())?;
-            }
+            let out = &mut std::io::stdout().lock();
+            keyport_cli::write(out, keyport_cli::Format::Header, &name, &cred)?;
             Ok(())
         }
         Command::Token {
@@ -276,31 +274,13 @@ fn run(cli: Cli) -> Result<()> {
             min_valid,
         } => {
             let cred = agent_cmd::credential(&name, min_valid)?;
-            if json {
-                let headers: serde_json::Map<String, serde_json::Value> = cred
-                    .headers
-                    .iter()
-                    .map(|(h, v)| (h.clone(), v.expose().into()))
-                    .collect();
-                let expires_at = cred
-                    .expires_at
-                    .map(|t| t.format(&time::format_description::well_known::Rfc3339))
-                    .transpose()?;
-                let mut out = serde_json::json!({
-                    "profile": name,
-                    "scheme": cred.scheme,
-                    "headers": headers,
-                    "expires_at": expires_at,
-                    "refreshable": cred.refreshable,
-                });
-                if let Some(w) = &cred.widget_url {
-                    out["widget_url"] = w.as_str().into();
-                }
-                print_json(&out)
+            let format = if json {
+                keyport_cli::Format::TokenJson
             } else {
-                println!("{}", token_value(&cred.scheme, cred.main_value()));
-                Ok(())
-            }
+                keyport_cli::Format::Token
+            };
+            keyport_cli::write(&mut std::io::stdout().lock(), format, &name, &cred)?;
+            Ok(())
         }
     }
 }
@@ -314,18 +294,6 @@ fn valid_until(expires_at: Option<time::OffsetDateTime>) -> String {
         })
         .map(|t| format!(", valid until {t}"))
         .unwrap_or_default()
-}
-
-/// `keyport token`: the credential without its scheme word for basic and bearer (the base64
-/// value, the token) and for token engines (the token); the whole rendered value for api-key.
-fn token_value<'a>(scheme: &str, value: &'a Secret) -> &'a str {
-    let v = value.expose();
-    match scheme {
-        "basic" => v.strip_prefix("Basic ").unwrap_or(v),
-        "api-key" => v,
-        // bearer and every token engine
-        _ => v.strip_prefix("Bearer ").unwrap_or(v),
-    }
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
