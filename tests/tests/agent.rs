@@ -839,3 +839,56 @@ fn unknown_names_never_stall_a_valid_profile_or_the_keychain() {
             .status();
     }
 }
+
+/// `keyport` (the front) answers token/header from the agent itself and hands everything
+/// else to `keyport-cli`: both must print the same and exit alike, agent or not.
+#[test]
+fn the_front_and_the_full_cli_answer_alike() {
+    require_session();
+    let kp = Keyport::new();
+    kp.add_basic("b");
+    let old = (time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    kp.add(
+        "old",
+        "bearer",
+        &["--set", &format!("expires_at={old}")],
+        &[("token", "t")],
+    );
+    let compare = |when: &str| {
+        for args in [
+            &["token", "b"][..],
+            &["token", "b", "--json"],
+            &["header", "b", "--min-valid", "5"],
+            &["token", "no-such-profile"],
+            &["token", "b", "--min-valid", "soon"],
+        ] {
+            let run = |bin_name: &str| {
+                let o = kp.command().args(args).output().unwrap();
+                let full = std::process::Command::new(bin(bin_name))
+                    .args(args)
+                    .env("KEYPORT_CONFIG_DIR", kp.config_dir())
+                    .env("KEYPORT_RUNTIME_DIR", kp.runtime_dir())
+                    .output()
+                    .unwrap();
+                (o, full)
+            };
+            let (front, full) = run("keyport-cli");
+            assert_eq!(front.status.code(), full.status.code(), "{when} {args:?}");
+            assert_eq!(front.stdout, full.stdout, "{when} {args:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&front.stderr).replace("keyport-cli", "keyport"),
+                String::from_utf8_lossy(&full.stderr).replace("keyport-cli", "keyport"),
+                "{when} {args:?}"
+            );
+        }
+    };
+    compare("standalone");
+    let _agent = kp.start_agent(&["--no-notifications"], &[]);
+    compare("with an agent");
+    // and an error the agent decides (a pasted token past its expiry)
+    sleep_past_expiry(&kp, "old");
+    let r = kp.run(&["header", "old"]).fails_with("expired at");
+    assert_eq!(r.stdout, "");
+}

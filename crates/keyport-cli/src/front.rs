@@ -125,3 +125,45 @@ fn main() -> ExitCode {
     );
     ExitCode::FAILURE
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Option<(Format, String, i64)> {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        Quick::parse(&args).map(|q| (q.format, q.name, q.min_valid))
+    }
+
+    #[test]
+    fn answers_only_what_it_understands_exactly() {
+        assert_eq!(
+            parse(&["token", "p"]),
+            Some((Format::Token, "p".into(), 30))
+        );
+        assert_eq!(
+            parse(&["header", "p", "--min-valid", "5"]),
+            Some((Format::Header, "p".into(), 5))
+        );
+        assert_eq!(
+            parse(&["token", "p", "--min-valid=7", "--json"]),
+            Some((Format::TokenJson, "p".into(), 7))
+        );
+        // everything else goes to keyport-cli, which knows the whole grammar (and its errors)
+        for other in [
+            &["token"][..],
+            &["token", "--help"],
+            &["token", "-p"],
+            &["header", "p", "--json"],
+            &["token", "p", "--min-valid"],
+            &["token", "p", "--min-valid", "soon"],
+            &["token", "p", "--min-valid=1", "--min-valid=2"],
+            &["token", "p", "--jsn"],
+            &["token", "p", "extra"],
+            &["status"],
+            &["profile", "list"],
+        ] {
+            assert_eq!(parse(other), None, "{other:?}");
+        }
+    }
+}
