@@ -6,6 +6,9 @@
 //                    (RFC 8252), refresh tokens (rotated on every use), device flow
 //   keyport-service  confidential: client credentials, client_secret_basic
 //   keyport-post     confidential: client credentials, client_secret_post
+//   keyport-bench    confidential native app: authorization code + refresh tokens with
+//                    client_secret_basic; bench/token-latency.sh logs in with Keyport and
+//                    gives oidc-agent (which needs a client secret) a refresh token of it
 // The login and consent pages are oidc-provider's own dev interactions (any user name and
 // password are accepted); tests drive them with tests/support/fake-browser.py.
 import Provider from 'oidc-provider';
@@ -22,6 +25,14 @@ const provider = new Provider(issuer, {
       token_endpoint_auth_method: 'none',
       redirect_uris: ['http://127.0.0.1/callback'],
       grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+      response_types: ['code'],
+    },
+    {
+      client_id: 'keyport-bench',
+      client_secret: 'bench-secret-5e1d',
+      application_type: 'native',
+      redirect_uris: ['http://127.0.0.1/callback'],
+      grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
     },
     {
