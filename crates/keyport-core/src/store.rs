@@ -164,17 +164,21 @@ impl Keychain {
             .map_err(|_| KeychainError::Owner("the keychain call panicked"))?
     }
 
-    /// Runs `f` on the keychain thread; the awaiting task does not block its thread.
-    pub async fn run<T: Send + 'static>(
+    /// Hands `f` to the keychain thread at once and returns its answer to await; the
+    /// awaiting task does not block its thread, and `f` runs even if nobody awaits it.
+    pub fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn SecretStore) -> Result<T, KeychainError> + Send + 'static,
-    ) -> Result<T, KeychainError> {
+    ) -> impl std::future::Future<Output = Result<T, KeychainError>> + Send + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(f, move |r| {
+        let submitted = self.submit(f, move |r| {
             let _ = tx.send(r);
-        })?;
-        rx.await
-            .map_err(|_| KeychainError::Owner("the keychain call panicked"))?
+        });
+        async move {
+            submitted?;
+            rx.await
+                .map_err(|_| KeychainError::Owner("the keychain call panicked"))?
+        }
     }
 
     /// Waits until every call queued before this one has finished (before a process
@@ -433,6 +437,33 @@ mod tests {
         assert!(matches!(refuse_mock(mock), Err(KeychainError::MockBackend)));
         // The platform features are on: the compiled-in default store persists.
         KeyringStore::new().expect("a real keychain backend is compiled in");
+    }
+
+    #[tokio::test]
+    async fn the_keychain_owner_survives_a_panic_and_finishes_what_it_was_given() {
+        let store = std::sync::Arc::new(MemoryStore::default());
+        let kc = Keychain::new(store.clone());
+        let e = kc
+            .run(|_| -> Result<(), KeychainError> { panic!("a bug in a keychain call") })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, KeychainError::Owner(_)), "{e}");
+        // The caller gives up before the save has run: it is made anyway.
+        let (go, gate) = std::sync::mpsc::channel::<()>();
+        let blocker = kc.run(move |_| {
+            let _ = gate.recv();
+            Ok(())
+        });
+        let save = kc.run(|s| s.set(&ItemKey::token("p"), &Secret::new("rotated")));
+        drop(blocker);
+        drop(save);
+        go.send(()).unwrap();
+        kc.flush().await;
+        assert_eq!(
+            kc.call(|s| s.get(&ItemKey::token("p"))).unwrap(),
+            Some(Secret::new("rotated"))
+        );
+        assert_eq!(store.writes(), 1);
     }
 
     #[test]
