@@ -436,3 +436,13 @@ impl Drop for Watch {
         let _ = self.child.wait();
     }
 }
+
+/// Held by the tests that load the keychain daemon the most (hundreds of Secret Service
+/// sessions in a burst), so that they never overlap: Debian 12's gnome-keyring 42 aborts
+/// when many short-lived clients open sessions while it is busy, and every later test of
+/// the run would lose its keychain. (Keyport itself is gentle: one keychain owner per
+/// process; these tests simulate many processes on purpose.)
+pub fn keychain_heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -165,6 +165,7 @@ fn concurrent_tokens(kp: &Keyport, name: &str, n: usize) -> Vec<String> {
 #[test]
 fn two_hundred_concurrent_calls_make_one_token_request() {
     require_session();
+    let _heavy = keychain_heavy();
     // Tokens that expire quickly to get an expired one; then long-lived ones, so that a herd
     // of 200 processes on 2 busy cores finishes well within the new token's lifetime.
     let short = Lifetimes {
@@ -728,12 +729,14 @@ fn unknown_names_never_stall_a_valid_profile_or_the_keychain() {
     }
     std::fs::create_dir_all(kp.config_dir()).unwrap();
     std::fs::write(kp.config_file(), toml).unwrap();
+    let _heavy = keychain_heavy();
     let fmt = &time::format_description::well_known::Rfc3339;
     let now = time::OffsetDateTime::now_utc();
     let (obtained, expires) = (
         now.format(fmt).unwrap(),
         (now + time::Duration::days(1)).format(fmt).unwrap(),
     );
+    // One secret-tool after the other (sequential sessions are what the daemon copes with).
     for i in 0..N {
         let item = format!(
             r#"{{"v":1,"access_token":"stored-{i}","expires_at":"{expires}","obtained_at":"{obtained}"}}"#
@@ -765,8 +768,10 @@ fn unknown_names_never_stall_a_valid_profile_or_the_keychain() {
         0,
         "every stored token was used"
     );
+    let token7 = "stored-7";
     let target = format!("{prefix}-7");
-    assert_eq!(kp.run(&["token", &target]).ok().stdout, "stored-7\n");
+    let expected = format!("{token7}\n");
+    assert_eq!(kp.run(&["token", &target]).ok().stdout, expected);
 
     let stop = Arc::new(AtomicBool::new(false));
     let asked = Arc::new(AtomicUsize::new(0));
@@ -799,7 +804,7 @@ fn unknown_names_never_stall_a_valid_profile_or_the_keychain() {
     let mut calls = 0;
     while Instant::now() < until {
         let t = Instant::now();
-        assert_eq!(kp.run(&["token", &target]).ok().stdout, "stored-7\n");
+        assert_eq!(kp.run(&["token", &target]).ok().stdout, expected);
         worst = worst.max(t.elapsed());
         calls += 1;
     }
@@ -829,15 +834,19 @@ fn unknown_names_never_stall_a_valid_profile_or_the_keychain() {
         ping.status.success(),
         "the keychain daemon is gone: {ping:?}"
     );
-    assert!(secret_tool_lookup("keyport-token", &format!("{prefix}-1"))
-        .unwrap()
-        .contains("stored-1"));
-    for i in 0..N {
-        let _ = std::process::Command::new("secret-tool")
-            .args(["clear", "service", "keyport-token", "username"])
-            .arg(format!("{prefix}-{i}"))
-            .status();
-    }
+    assert!(
+        secret_tool_lookup("keyport-token", &format!("{prefix}-1"))
+            .unwrap()
+            .contains("stored-1"),
+        "the keychain still answers, and its items are intact"
+    );
+    assert_eq!(
+        fake.count("/fabric/api/login"),
+        0,
+        "no renewals were triggered"
+    );
+    // (the 300 items stay: the headless keyring is thrown away with the session, and
+    // clearing them would be 300 more sessions)
 }
 
 /// `keyport` (the front) answers token/header from the agent itself and hands everything
