@@ -853,6 +853,8 @@ impl Core {
         let new = self.cfg.clone();
         let mut board_changed = false;
         let mut changed_fingerprints = Vec::new();
+        // Added or changed here: already being (re)read, once is enough.
+        let mut touched = BTreeSet::new();
         let names: BTreeSet<&String> = old.profiles.keys().chain(new.profiles.keys()).collect();
         for name in names {
             match (old.profiles.get(name), new.profiles.get(name)) {
@@ -862,12 +864,14 @@ impl Core {
                 }
                 (None, Some(p)) => {
                     board_changed |= self.add_entry(name, p, later);
+                    touched.insert(name.clone());
                 }
                 (Some(a), Some(b)) if a != b => {
                     if a.token_fingerprint() != b.token_fingerprint() {
                         changed_fingerprints.push(name.clone());
                     }
                     board_changed |= self.change_entry(name, b);
+                    touched.insert(name.clone());
                 }
                 _ => {}
             }
@@ -876,19 +880,19 @@ impl Core {
         let children: Vec<String> = self
             .entries
             .iter()
-            .filter(|(_, e)| {
-                e.parent
-                    .as_ref()
-                    .is_some_and(|p| changed_fingerprints.contains(p))
+            .filter(|(n, e)| {
+                !touched.contains(*n)
+                    && e.parent
+                        .as_ref()
+                        .is_some_and(|p| changed_fingerprints.contains(p))
             })
             .map(|(n, _)| n.clone())
             .collect();
         for name in children {
-            if let Some(p) = new.profiles.get(&name) {
-                board_changed |= self.change_entry(&name, p);
-            }
+            self.refetch(&name);
+            touched.insert(name);
         }
-        for name in rescan {
+        for name in rescan.iter().filter(|n| !touched.contains(*n)) {
             self.rescan(name);
         }
         if board_changed {
@@ -962,6 +966,22 @@ impl Core {
         let profile = self.status(name);
         let _ = self.events.send(AgentEvent::Changed { profile });
         false
+    }
+
+    /// Drops what `name` serves and fetches a new token, whatever is stored (its parent
+    /// changed: a stored token was obtained with the old parent's credential).
+    fn refetch(&mut self, name: &str) {
+        let Some(e) = self.entries.get_mut(name) else {
+            return;
+        };
+        e.cred = None;
+        e.loading = None;
+        e.renewing = None;
+        e.blocked = false;
+        self.dirty.insert(name.to_string());
+        self.start_renewal(name);
+        let profile = self.status(name);
+        let _ = self.events.send(AgentEvent::Changed { profile });
     }
 
     /// Reads `name`'s stored token again (secrets set, a login or logout elsewhere),

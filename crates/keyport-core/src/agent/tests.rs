@@ -23,8 +23,8 @@ use crate::token::TokenState;
 
 #[derive(Default)]
 struct FakeState {
-    /// (path, body) of every request, in order.
-    requests: Vec<(String, String)>,
+    /// (path, body, Authorization) of every request, in order.
+    requests: Vec<(String, String, String)>,
     /// While set, requests wait before they are answered.
     held: bool,
     /// Answer with this status (and a vendor error body) instead of a token.
@@ -83,7 +83,18 @@ impl Fake {
     }
 
     fn bodies(&self) -> Vec<String> {
-        self.with(|s| s.requests.iter().map(|(_, b)| b.clone()).collect())
+        self.with(|s| s.requests.iter().map(|(_, b, _)| b.clone()).collect())
+    }
+
+    /// The Authorization headers sent to paths ending in `suffix`.
+    fn auth_to(&self, suffix: &str) -> Vec<String> {
+        self.with(|s| {
+            s.requests
+                .iter()
+                .filter(|(p, _, _)| p.ends_with(suffix))
+                .map(|(_, _, a)| a.clone())
+                .collect()
+        })
     }
 
     fn hold(&self) {
@@ -116,9 +127,15 @@ fn answer(st: &(Mutex<FakeState>, Condvar), mut req: tiny_http::Request) {
     let mut body = String::new();
     let _ = req.as_reader().read_to_string(&mut body);
     let path = req.url().to_string();
+    let auth = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.to_string())
+        .unwrap_or_default();
     let (m, cv) = st;
     let mut s = m.lock().unwrap();
-    s.requests.push((path.clone(), body.clone()));
+    s.requests.push((path.clone(), body.clone(), auth));
     cv.notify_all();
     s = cv.wait_while(s, |s| s.held).unwrap();
     s.n += 1;
@@ -718,6 +735,58 @@ async fn changes_reach_subscribers_and_unknown_names_never_reach_the_keychain() 
     assert!(
         matches!(h.peek(&first, 0), Lookup::Valid(_)),
         "the others keep serving"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_changed_parent_makes_its_child_fetch_anew_whatever_is_stored() {
+    let s = setup(600);
+    let (parent, child) = (unique("parent"), unique("child"));
+    let body = |who: &str| format!(r#"{{"username": "{who}"}}"#);
+    s.add(
+        &parent,
+        "login-endpoint",
+        &[
+            ("url", &format!("{}/login", s.fake.url)),
+            ("body", &body("parent-a")),
+            ("expires_in_pointer", "/expires_in"),
+        ],
+        &[],
+    );
+    s.add(
+        &child,
+        "token-exchange",
+        &[
+            ("parent", &parent),
+            ("url", &format!("{}/exchange", s.fake.url)),
+            ("body", &body("child")),
+            ("expires_in_pointer", "/expires_in"),
+        ],
+        &[],
+    );
+    let agent = s.start();
+    let h = agent.handle();
+    let first = token(&h.credential(&child, 30).await.unwrap());
+    assert!(first.ends_with("-child"), "{first}");
+    assert_eq!(s.fake.auth_to("/exchange").len(), 1);
+    // A hand edit of the parent (another account), then SIGHUP: the child's stored token
+    // was obtained with the old parent's token and must not be served.
+    s.kp.config_store()
+        .update(|c| {
+            let p = c.profiles.get_mut(&parent).unwrap();
+            p.settings.insert("body".into(), body("parent-b"));
+            Ok(())
+        })
+        .unwrap();
+    h.changed(None).await.unwrap();
+    let again = token(&h.credential(&child, 30).await.unwrap());
+    assert_ne!(again, first);
+    let auths = s.fake.auth_to("/exchange");
+    assert_eq!(auths.len(), 2, "{auths:?}");
+    assert!(
+        auths[1].ends_with("-parent-b"),
+        "exchanged with the new parent: {auths:?}"
     );
     agent.stop().await;
 }
