@@ -44,6 +44,8 @@ fn list_profiles(
 }
 
 fn main() {
+    // A crash must not write the secrets and tokens in memory to disk.
+    let _ = keyport_core::process::harden();
     // Open the core once: this also refuses keyring's in-memory mock. A failure is shown in
     // the window rather than crashing, so the user sees what to fix.
     let keyport = Keyport::open().map_err(UiError::from);

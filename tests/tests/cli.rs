@@ -580,3 +580,50 @@ fn no_session_bus_is_a_clear_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("no D-Bus session bus"), "{err}");
 }
+
+/// A crash must not write secrets or tokens to disk: the CLI (waiting for a secret on
+/// stdin) and the agent run with core dumps off.
+#[test]
+fn neither_the_cli_nor_the_agent_can_dump_core() {
+    require_session();
+    let kp = Keyport::new();
+    kp.add_basic("b");
+    let core_limit = |pid: u32| {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap()
+            .to_string();
+        line.split_whitespace()
+            .skip(4)
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut cli = kp
+        .command()
+        .args(["secret", "set", "b", "password"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // (it waits for the secret's line; the front has exec'd keyport-cli by then)
+    let pid = cli.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p.ends_with("keyport-cli"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "keyport-cli did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(core_limit(pid), "0 0", "the CLI");
+    use std::io::Write;
+    cli.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+    assert!(cli.wait().unwrap().success());
+    let agent = kp.start_agent(&["--no-notifications"], &[]);
+    assert_eq!(core_limit(agent.child.id()), "0 0", "the agent");
+}

@@ -91,6 +91,8 @@ impl Quick {
 }
 
 fn main() -> ExitCode {
+    // A crash must not write the tokens in memory to disk.
+    let _ = keyport_core::process::harden();
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_else(|| "keyport".into());
     let args: Vec<OsString> = args.collect();

@@ -163,6 +163,8 @@ fn parse_assignment(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> ExitCode {
+    // A crash must not write the secrets and tokens in memory to disk.
+    let _ = keyport_core::process::harden();
     let cli = Cli::parse(); // usage errors exit 2
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,8 @@
 //! - [`agent`]: keeps every token valid in the background; its read side serves
 //!   credentials from memory; its host is what the CLI and the app start.
 //! - [`clock`], [`paths`], [`notify`], [`browser`]: time, run-time files, desktop
-//!   notifications and the system browser, each behind a small seam.
+//!   notifications and the system browser, each behind a small seam; [`process`]: what
+//!   every Keyport process does for itself (no core dumps).
 //!
 //! Not here: argument parsing, prompts and signal handling (keyport-cli), windows and tray
 //! (src-tauri).
@@ -29,6 +30,7 @@ pub mod login;
 pub mod notify;
 pub mod paths;
 pub mod preset;
+pub mod process;
 pub mod profile;
 pub mod scheme;
 pub mod secret;
