@@ -218,6 +218,7 @@ pub(super) async fn fetch(
             )
         }
     };
+    super::check_token("token endpoint", &ctx.scrub(url_text.clone()), &access)?;
     let expires_in = match &spec.expires_in_pointer {
         Some(p) => template::render(p, "expires_in_pointer", |f| ctx.lookup(f))?
             .filter(|p| !p.is_empty())

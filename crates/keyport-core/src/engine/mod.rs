@@ -255,6 +255,21 @@ pub fn effective_min_valid(
     }
 }
 
+/// A token an endpoint returned goes into an HTTP header as it is: one with a line break or
+/// another control character could add headers of the endpoint's choosing (or break
+/// `keyport header`'s one-line-per-header output). Refused before anything is stored.
+pub(crate) fn check_token(what: &'static str, url: &str, token: &str) -> Result<()> {
+    if token.is_empty() || token.chars().any(char::is_control) {
+        return Err(Error::Endpoint {
+            what,
+            url: url.to_string(),
+            status: None,
+            message: "returned a token that is empty or has a line break or control character: refused, nothing was stored (is the endpoint what the profile says?)".into(),
+        });
+    }
+    Ok(())
+}
+
 /// The cross-process lock of one profile's token (taken off the async threads).
 pub(crate) async fn lock(name: &str) -> Result<crate::paths::ProfileLock> {
     let name = name.to_string();
@@ -446,5 +461,72 @@ impl Keyport {
                 Ok(None)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::config::ConfigStore;
+    use crate::keyport::Keyport;
+    use crate::store::{MemoryStore, SecretBundle};
+    use crate::Secret;
+
+    /// A loopback endpoint that answers every request with `body` (status 200, JSON).
+    pub(crate) fn answering(body: &'static str) -> String {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+        std::thread::spawn(move || {
+            for req in server.incoming_requests() {
+                let h =
+                    tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
+                        .unwrap();
+                let _ = req.respond(tiny_http::Response::from_string(body).with_header(h));
+            }
+        });
+        url
+    }
+
+    fn keyport() -> (tempfile::TempDir, Keyport, Arc<MemoryStore>) {
+        let d = tempfile::tempdir().unwrap();
+        let store = Arc::new(MemoryStore::default());
+        let kp = Keyport::new(ConfigStore::new(d.path()), store.clone());
+        (d, kp, store)
+    }
+
+    #[tokio::test]
+    async fn an_oauth_token_with_a_line_break_is_refused_and_not_stored() {
+        let url = answering(
+            r#"{"access_token": "at\r\nX-Evil: 1", "token_type": "Bearer", "expires_in": 60}"#,
+        );
+        let (_d, kp, store) = keyport();
+        let sets = [
+            ("token_url".to_string(), format!("{url}/token")),
+            ("client_id".into(), "app".into()),
+        ];
+        let draft = kp
+            .draft(
+                "cc",
+                "oauth2-client-credentials",
+                &sets,
+                &["client_secret".to_string()].into(),
+            )
+            .unwrap();
+        let mut b = SecretBundle::default();
+        b.insert("client_secret", Secret::new("s"));
+        kp.add("cc", draft, b).unwrap();
+        let e = kp
+            .credential_valid_for("cc", 30)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line break or control character"), "{e}");
+        assert!(!e.contains("Evil"), "{e}");
+        assert_eq!(
+            crate::token::TokenState::load(store.as_ref(), "cc").unwrap(),
+            None,
+            "nothing stored"
+        );
     }
 }

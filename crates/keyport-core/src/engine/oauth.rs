@@ -230,20 +230,27 @@ where
     matches!(e, RequestTokenError::ServerResponse(r) if *r.error() == BasicErrorResponseType::InvalidGrant)
 }
 
+/// The token state of a token response; refused when a token could not travel in a header.
 fn state_from<R: TokenResponse>(
     r: &R,
+    token_url: &Option<String>,
     old_refresh: Option<&Secret>,
     requested: &[Scope],
     now: OffsetDateTime,
-) -> TokenState {
+) -> Result<TokenState> {
     let access = r.access_token().secret().to_string();
+    let url = token_url.as_deref().unwrap_or_default();
+    super::check_token("token endpoint", url, &access)?;
+    if let Some(rt) = r.refresh_token() {
+        super::check_token("token endpoint", url, rt.secret())?;
+    }
     let expires_at = r
         .expires_in()
         .and_then(|d| {
             crate::token::expiry_after(now, i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         })
         .or_else(|| jwt_expiry(&access));
-    TokenState {
+    Ok(TokenState {
         access_token: Secret::new(access),
         // A provider that does not rotate returns no new refresh token: keep the old one.
         refresh_token: r
@@ -259,7 +266,7 @@ fn state_from<R: TokenResponse>(
         sliding: false,
         widget_url: None,
         fingerprint: None,
-    }
+    })
 }
 
 /// A token valid for `min_valid` seconds without a person: the cache, a refresh, or (for
@@ -308,7 +315,7 @@ pub(super) async fn ensure(ctx: &mut Ctx<'_>, spec: &OAuthSpec, want: &Want) -> 
                 .request_async(&http)
                 .await
                 .map_err(|err| token_error(ctx, &e.token, &err))?;
-            let mut t = state_from(&r, None, &scopes, ctx.now());
+            let mut t = state_from(&r, &e.token, None, &scopes, ctx.now())?;
             if spec.persist {
                 ctx.save_token(&mut t).await?;
             }
@@ -351,7 +358,7 @@ async fn refresh(ctx: &Ctx<'_>, rt: &Secret, old_scopes: Vec<String>) -> Result<
     match result {
         Ok(r) => {
             let requested: Vec<Scope> = old_scopes.into_iter().map(Scope::new).collect();
-            let mut t = state_from(&r, Some(rt), &requested, ctx.now());
+            let mut t = state_from(&r, &e.token, Some(rt), &requested, ctx.now())?;
             // Save before anyone uses the new access token: if the provider rotated the
             // refresh token, the old one is now dead and this is the only copy. (The
             // keychain owner finishes a save it started even if this task is dropped.)
@@ -484,7 +491,7 @@ pub(super) async fn login(
             }
         }
     };
-    let mut t = state_from(&r, None, &scopes, ctx.now());
+    let mut t = state_from(&r, &e.token, None, &scopes, ctx.now())?;
     // Under the profile's lock, so a refresh running elsewhere can't interleave with it.
     let _lock = super::lock(ctx.name).await?;
     ctx.save_token(&mut t).await?;
