@@ -493,3 +493,60 @@ impl Client {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::board::Served;
+
+    /// Types that carry header values print without them (a `{:?}` in a log line or a
+    /// panic message must not leak a token).
+    #[test]
+    fn no_token_in_debug() {
+        let cred = Credential {
+            scheme: "login".into(),
+            headers: vec![
+                (
+                    "Authorization".into(),
+                    Secret::new("Bearer canary-tok-7f3a"),
+                ),
+                ("X-Api-Key".into(), Secret::new("canary-key-7f3a")),
+            ],
+            expires_at: None,
+            refreshable: true,
+            widget_url: None,
+            obtained_at: None,
+            sliding: false,
+            fingerprint: None,
+        };
+        let wire = WireCredential::from(&cred);
+        let served = Served::new(cred.clone()).unwrap();
+        let resp = Response::Credential {
+            credential: WireCredential::from(&cred),
+        };
+        let token = crate::token::TokenState {
+            access_token: Secret::new("canary-tok-7f3a"),
+            refresh_token: Some(Secret::new("canary-rt-7f3a")),
+            expires_at: None,
+            obtained_at: time::OffsetDateTime::UNIX_EPOCH,
+            scopes: vec![],
+            sliding: false,
+            widget_url: None,
+            fingerprint: None,
+        };
+        for text in [
+            format!("{cred:?}"),
+            format!("{wire:?}"),
+            format!("{served:?}"),
+            format!("{resp:?}"),
+            format!("{token:?}"),
+            format!("{:?}", served.headers),
+        ] {
+            assert!(!text.contains("canary"), "{text}");
+        }
+        assert!(
+            format!("{wire:?}").contains("Authorization"),
+            "names stay visible"
+        );
+    }
+}
