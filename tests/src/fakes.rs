@@ -44,6 +44,9 @@ pub enum Fault {
     Garbage,
     /// Wait this long before answering normally.
     Slow(Duration),
+    /// Answer with this status and an error message quoting what the request sent (its
+    /// Authorization header and body): an endpoint that echoes credentials.
+    Echo(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +261,13 @@ fn handle(state: &Mutex<State>, mut req: tiny_http::Request) {
         Fault::None => {}
         Fault::Answer(code, b) => return respond(req, code, &b),
         Fault::Garbage => return respond(req, 200, "<html>Service Unavailable</html>"),
+        Fault::Echo(code) => {
+            let said = format!(
+                "you sent {} with {body}",
+                authorization.clone().unwrap_or_default()
+            );
+            return respond(req, code, &json!({ "message": said }).to_string());
+        }
         Fault::Slow(d) => std::thread::sleep(d),
     }
     if !state.lock().unwrap().listening {

@@ -4,6 +4,7 @@
 //! provider, and secrets leaking into files, logs, notifications or process arguments.
 
 use keyport_system_tests::fakes::*;
+use keyport_system_tests::oidc::eventually;
 use keyport_system_tests::*;
 
 /// `{"token": "a\r\nX-Evil: 1"}` would make `keyport header` print a second header of the
@@ -38,4 +39,73 @@ fn a_token_with_a_line_break_is_refused_and_nothing_is_stored() {
     kp.run(&["token", &scoped])
         .fails_with("line break or control character");
     assert_eq!(secret_tool_lookup("keyport-token", &scoped), None);
+}
+
+/// Text from an endpoint can't drive the terminal or the notification server, and an
+/// endpoint that echoes what it got can't put the tokens in use into an error.
+#[test]
+fn error_text_from_endpoints_is_inert_and_scrubbed_of_tokens() {
+    require_session();
+    let fake = Fake::start(Lifetimes::default());
+    let kp = Keyport::new();
+    let op = unique("op");
+    fake.add_airbyte_operator(&kp, &op);
+    let scoped = unique("scoped");
+    add_airbyte_scoped(&kp, &scoped, &op, "ws1");
+    let op_token = kp.run(&["token", &op]).ok().stdout.trim().to_string();
+    // an exchange endpoint that echoes the operator token it was sent
+    fake.set_fault(Fault::Echo(500));
+    let r = kp.run(&["token", &scoped]).fails_with("answered 500");
+    assert!(r.stderr.contains("you sent"), "{r:#?}");
+    assert!(
+        !r.stderr.contains(&op_token),
+        "the parent's token leaked: {r:#?}"
+    );
+    assert!(!r.stderr.contains(AIRBYTE_CLIENT_SECRET));
+    // escape sequences and markup in the vendor's words
+    let hostile = r#"{"message": "bad \u001b[2J\u001b]0;pwned\u0007<b>token</b> & more"}"#;
+    fake.set_fault(Fault::Answer(500, hostile.into()));
+    let r = kp
+        .run(&["token", &scoped])
+        .fails_with("bad <b>token</b> & more");
+    assert!(
+        !r.stderr.contains('\u{1b}') && !r.stderr.contains('\u{7}'),
+        "{r:#?}"
+    );
+    // the same through the agent: status and the notification
+    let _agent = kp.start_agent(
+        &[
+            "--notify-after",
+            "1",
+            "--backoff-base-ms",
+            "200",
+            "--backoff-cap-ms",
+            "400",
+        ],
+        &[],
+    );
+    let mut watch = kp.watch();
+    let e = watch.wait_failure(&scoped, "more");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(
+        !msg.contains('\u{1b}') && msg.contains("<b>token</b>"),
+        "{msg}"
+    );
+    let status = &kp.status()[&scoped];
+    assert!(
+        !status["last_error"].as_str().unwrap().contains('\u{1b}'),
+        "{status}"
+    );
+    eventually("the renewal-failing notification", || {
+        !notifications_for(&scoped).is_empty()
+    });
+    let body = notifications_for(&scoped)[0]["body"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        body.contains("&lt;b&gt;token&lt;/b&gt; &amp; more"),
+        "{body}"
+    );
+    assert!(!body.contains('\u{1b}'), "{body}");
 }

@@ -82,7 +82,7 @@ impl Quick {
             }
             Response::Error { error } => {
                 let e = Error::from(error);
-                eprintln!("keyport: {}", e.to_string().replace('\n', " "));
+                eprintln!("keyport: {}", keyport_core::error::inert(&e.to_string()));
                 Some(ExitCode::from(e.kind().exit_code()))
             }
             _ => None,

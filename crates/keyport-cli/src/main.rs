@@ -170,7 +170,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the core's messages already say what to do.
-            let msg = format!("{e:#}").replace('\n', " ");
+            let msg = keyport_core::error::inert(&format!("{e:#}"));
             eprintln!("keyport: {msg}");
             ExitCode::from(
                 e.downcast_ref::<keyport_core::Error>()

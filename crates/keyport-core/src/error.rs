@@ -310,9 +310,52 @@ impl From<&Error> for ErrorInfo {
     fn from(e: &Error) -> Self {
         ErrorInfo {
             kind: e.kind(),
-            message: e.to_string(),
+            // where an error leaves the process (status, events, notifications, the app)
+            message: inert(&e.to_string()),
         }
     }
+}
+
+/// Text that may come from elsewhere (an endpoint's error body, an identity provider's
+/// redirect) made safe to show: terminal escape sequences and bidirectional overrides
+/// removed, other control characters (line breaks too) turned into spaces. Every error
+/// line goes through this on its way out: the CLI's stderr, status, events, notifications.
+pub fn inert(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    // Skips a control sequence's parameters up to its final byte (CSI) or terminator (OSC).
+    let skip_csi = |chars: &mut std::str::Chars| {
+        for c in chars.by_ref() {
+            if ('\u{40}'..='\u{7e}').contains(&c) {
+                break;
+            }
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                Some('[') => skip_csi(&mut chars),
+                Some(']' | 'P' | '_' | '^') => {
+                    // OSC, DCS, APC, PM: up to BEL or ST (ESC \)
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || c == '\u{9c}' {
+                            break;
+                        }
+                        if c == '\u{1b}' {
+                            chars.next();
+                            break;
+                        }
+                    }
+                }
+                _ => {} // a two-character sequence
+            },
+            '\u{9b}' => skip_csi(&mut chars),
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {}
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl From<Error> for ErrorInfo {
@@ -378,6 +421,21 @@ mod tests {
         };
         assert!(login.needs_person());
         assert_eq!(login.kind().exit_code(), 3);
+    }
+
+    #[test]
+    fn foreign_text_is_made_inert() {
+        let hostile = "bad\u{1b}[2J\u{1b}]0;pwned\u{7} token\r\nX: y\u{202e}txt\u{9b}31m!\u{1b}c";
+        assert_eq!(inert(hostile), "bad token  X: ytxt!");
+        assert_eq!(inert("plain (words) & <b>"), "plain (words) & <b>");
+        let e = Error::Endpoint {
+            what: "token endpoint",
+            url: "https://x".into(),
+            status: Some(500),
+            message: hostile.into(),
+        };
+        let info = ErrorInfo::from(&e);
+        assert!(!info.message.chars().any(char::is_control), "{info:?}");
     }
 
     #[test]

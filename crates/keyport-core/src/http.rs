@@ -183,7 +183,7 @@ pub fn vendor_detail(body: &[u8]) -> Option<String> {
     } else {
         v.get("message").and_then(s)?
     };
-    let mut text = text.replace(['\n', '\r'], " ");
+    let mut text = crate::error::inert(&text);
     if text.len() > 300 {
         let mut cut = 300;
         while !text.is_char_boundary(cut) {

@@ -55,7 +55,7 @@ impl Notifier for DesktopNotifier {
             let mut n = notify_rust::Notification::new();
             n.appname("Keyport")
                 .summary(&notice.summary)
-                .body(&notice.body)
+                .body(&markup_escaped(&notice.body))
                 .icon("dialog-password");
             if on_login.is_some() {
                 n.action(LOGIN_ACTION, "Log in");
@@ -87,6 +87,14 @@ impl Notifier for DesktopNotifier {
             }
         });
     }
+}
+
+/// Freedesktop notification servers may render a body's markup (`<b>`, `<a href>`,
+/// `<img>`): text that may carry an endpoint's words is escaped.
+pub fn markup_escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Delivers nothing (`keyport agent --no-notifications`; the agent doesn't even call it

@@ -51,6 +51,9 @@ pub(crate) struct Ctx<'a> {
     pub clock: &'a dyn Clock,
     /// The profile's [`Profile::token_fingerprint`].
     pub fingerprint: String,
+    /// Tokens a call sends (a refresh token, the parent's credential): scrubbed from error
+    /// text like the secrets, in case an endpoint echoes what it got.
+    pub tokens: Vec<Secret>,
 }
 
 impl<'a> Ctx<'a> {
@@ -75,6 +78,7 @@ impl<'a> Ctx<'a> {
             keychain: kp.keychain(),
             clock: kp.clock().as_ref(),
             fingerprint: profile.token_fingerprint(),
+            tokens: Vec::new(),
         })
     }
 
@@ -162,13 +166,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Removes this profile's secret values from a message.
+    /// Removes this profile's secret values, and the tokens the call sends, from a message.
     pub fn scrub(&self, msg: String) -> String {
         http::scrub(
             msg,
             self.secrets
                 .fields()
                 .filter_map(|f| self.secrets.get(f))
+                .chain(&self.tokens)
                 .map(Secret::expose),
         )
     }
@@ -393,7 +398,15 @@ impl Keyport {
                             let p = ctx.lookup("parent").ok_or_else(|| ctx.missing("parent"))?;
                             // The parent must outlive the exchange call, not be renewed.
                             let pw = Want::valid_for(want.min_valid.max(30));
-                            Some(self.credential_in(cfg, p, pw, depth + 1).await?)
+                            let c = self.credential_in(cfg, p, pw, depth + 1).await?;
+                            for (_, v) in &c.headers {
+                                // the whole header value, and the token without its scheme
+                                ctx.tokens.push(v.clone());
+                                if let Some((_, t)) = v.expose().split_once(' ') {
+                                    ctx.tokens.push(Secret::new(t));
+                                }
+                            }
+                            Some(c)
                         }
                         _ => None,
                     };
@@ -453,7 +466,7 @@ impl Keyport {
         match &ctx.preset.auth.scheme {
             SchemeSpec::Oauth2(_) => {
                 ctx.load_secrets().await?;
-                oauth::logout(&ctx).await
+                oauth::logout(&mut ctx).await
             }
             _ => {
                 let _lock = lock(name).await?;
@@ -473,8 +486,8 @@ mod tests {
     use crate::store::{MemoryStore, SecretBundle};
     use crate::Secret;
 
-    /// A loopback endpoint that answers every request with `body` (status 200, JSON).
-    pub(crate) fn answering(body: &'static str) -> String {
+    /// A loopback endpoint that answers every request with `status` and `body` (JSON).
+    pub(crate) fn answering(status: u16, body: &'static str) -> String {
         let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
         let url = format!("http://{}", server.server_addr().to_ip().unwrap());
         std::thread::spawn(move || {
@@ -482,7 +495,11 @@ mod tests {
                 let h =
                     tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
                         .unwrap();
-                let _ = req.respond(tiny_http::Response::from_string(body).with_header(h));
+                let _ = req.respond(
+                    tiny_http::Response::from_string(body)
+                        .with_status_code(status)
+                        .with_header(h),
+                );
             }
         });
         url
@@ -498,6 +515,7 @@ mod tests {
     #[tokio::test]
     async fn an_oauth_token_with_a_line_break_is_refused_and_not_stored() {
         let url = answering(
+            200,
             r#"{"access_token": "at\r\nX-Evil: 1", "token_type": "Bearer", "expires_in": 60}"#,
         );
         let (_d, kp, store) = keyport();
@@ -527,6 +545,48 @@ mod tests {
             crate::token::TokenState::load(store.as_ref(), "cc").unwrap(),
             None,
             "nothing stored"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refresh_token_echoed_by_the_provider_is_scrubbed() {
+        let url = answering(
+            400,
+            r#"{"error": "invalid_request", "error_description": "refresh_token rt-canary-1 is malformed"}"#,
+        );
+        let (_d, kp, store) = keyport();
+        let sets = [
+            ("authorize_url".to_string(), format!("{url}/authorize")),
+            ("token_url".into(), format!("{url}/token")),
+            ("client_id".into(), "app".into()),
+        ];
+        let draft = kp
+            .draft("ac", "oauth2-auth-code", &sets, &Default::default())
+            .unwrap();
+        kp.add("ac", draft, SecretBundle::default()).unwrap();
+        let fp = kp.load().unwrap().get("ac").unwrap().token_fingerprint();
+        let t = crate::token::TokenState {
+            access_token: Secret::new("at-old"),
+            refresh_token: Some(Secret::new("rt-canary-1")),
+            expires_at: Some(time::OffsetDateTime::now_utc() - time::Duration::minutes(1)),
+            obtained_at: time::OffsetDateTime::now_utc() - time::Duration::hours(1),
+            scopes: vec![],
+            sliding: false,
+            widget_url: None,
+            fingerprint: Some(fp),
+        };
+        t.save(store.as_ref(), "ac").unwrap();
+        let e = kp
+            .credential_valid_for("ac", 30)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is malformed"), "{e}");
+        assert!(!e.contains("rt-canary-1"), "{e}");
+        assert_eq!(
+            crate::token::TokenState::load(store.as_ref(), "ac").unwrap(),
+            Some(t),
+            "a failed refresh changes nothing stored"
         );
     }
 }

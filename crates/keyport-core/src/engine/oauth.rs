@@ -345,7 +345,9 @@ pub(super) async fn ensure(ctx: &mut Ctx<'_>, spec: &OAuthSpec, want: &Want) -> 
     }
 }
 
-async fn refresh(ctx: &Ctx<'_>, rt: &Secret, old_scopes: Vec<String>) -> Result<TokenState> {
+async fn refresh(ctx: &mut Ctx<'_>, rt: &Secret, old_scopes: Vec<String>) -> Result<TokenState> {
+    ctx.tokens.push(rt.clone());
+    let ctx = &*ctx;
     let e = endpoints(ctx).await?;
     let c = client(ctx, &e, None)?;
     let http = http::client(&ctx.http)?;
@@ -503,7 +505,7 @@ pub(super) async fn login(
 ///
 /// Revocation (RFC 7009) is one form POST, done here rather than through the oauth2 crate,
 /// which insists on https even for a loopback provider; Keyport's own http rule applies.
-pub(super) async fn logout(ctx: &Ctx<'_>) -> Result<Option<String>> {
+pub(super) async fn logout(ctx: &mut Ctx<'_>) -> Result<Option<String>> {
     // Whatever is stored is revoked, also a token from other settings.
     let name = ctx.name.to_string();
     let Some(t) = ctx
@@ -513,6 +515,9 @@ pub(super) async fn logout(ctx: &Ctx<'_>) -> Result<Option<String>> {
     else {
         return Ok(None);
     };
+    ctx.tokens.push(t.access_token.clone());
+    ctx.tokens.extend(t.refresh_token.clone());
+    let ctx = &*ctx;
     let note = match endpoints(ctx).await {
         Err(err) => Some(format!("could not reach the provider to revoke: {err}")),
         Ok(Endpoints {
