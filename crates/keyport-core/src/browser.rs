@@ -20,8 +20,12 @@ pub enum Opened {
     Failed(String),
 }
 
-/// Tries to open `url` in a browser.
+/// Tries to open `url` in a browser. Only `http://` and `https://` URLs are opened: a URL
+/// that is passed to a command must not be a `file:` URL, another scheme, or an option.
 pub fn open(url: &str) -> Opened {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Opened::Failed("refused: not an http(s) URL".into());
+    }
     let mut cmd = match std::env::var("BROWSER")
         .ok()
         .filter(|b| !b.trim().is_empty())
@@ -64,5 +68,23 @@ fn platform_opener() -> Option<Command> {
         Some(Command::new("xdg-open"))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_http_urls_reach_a_browser_command() {
+        for url in [
+            "file:///etc/passwd",
+            "--new-window=evil",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert!(
+                matches!(super::open(url), super::Opened::Failed(_)),
+                "{url}"
+            );
+        }
     }
 }

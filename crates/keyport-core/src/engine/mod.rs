@@ -589,4 +589,49 @@ mod tests {
             "a failed refresh changes nothing stored"
         );
     }
+
+    /// A login UI that records the steps.
+    #[derive(Default)]
+    struct Steps(std::sync::Mutex<Vec<crate::login::LoginStep>>);
+
+    impl crate::login::LoginUi for Steps {
+        fn show(&self, step: &crate::login::LoginStep) {
+            self.0.lock().unwrap().push(step.clone());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_verification_url_that_is_not_http_never_reaches_the_browser() {
+        let url = answering(
+            200,
+            r#"{"device_code": "d", "user_code": "ABCD-EFGH", "verification_uri": "file:///etc/passwd", "expires_in": 600, "interval": 1}"#,
+        );
+        let (_d, kp, _store) = keyport();
+        let sets = [
+            ("device_url".to_string(), format!("{url}/device")),
+            ("token_url".into(), format!("{url}/token")),
+            ("client_id".into(), "app".into()),
+        ];
+        let draft = kp
+            .draft("dev", "oauth2-device", &sets, &Default::default())
+            .unwrap();
+        kp.add("dev", draft, SecretBundle::default()).unwrap();
+        let ui = Steps::default();
+        let opts = crate::login::LoginOptions::default();
+        let e = kp
+            .login("dev", &opts, &ui, &crate::login::Cancel::new())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("verification URL Keyport will not open"), "{e}");
+        let steps = ui.0.lock().unwrap();
+        assert!(
+            !steps.iter().any(|s| matches!(
+                s,
+                crate::login::LoginStep::OpenUrl { .. }
+                    | crate::login::LoginStep::DeviceCode { .. }
+            )),
+            "{steps:?}"
+        );
+    }
 }

@@ -469,12 +469,32 @@ pub(super) async fn login(
                 .request_async(&http)
                 .await
                 .map_err(|err| token_error(ctx, &e.device, &err))?;
+            // URLs from the provider go to a browser command: the same rules as the
+            // profile's own URLs (https, or http to loopback, or the profile's opt-in).
+            let checked = |field: &str, url: &str| {
+                http::check_endpoint(field, url, &ctx.http).map_err(|err| {
+                    failed(format!(
+                        "the identity provider gave a verification URL Keyport will not open ({err})"
+                    ))
+                })
+            };
+            let verification_uri = details.verification_uri().to_string();
+            checked("verification_uri", &verification_uri)?;
+            let complete = details
+                .verification_uri_complete()
+                .map(|u| u.secret().to_string());
+            if let Some(u) = &complete {
+                checked("verification_uri_complete", u)?;
+            }
+            crate::engine::check_token(
+                "device authorization endpoint",
+                e.device.as_deref().unwrap_or_default(),
+                details.user_code().secret(),
+            )?;
             ui.show(&LoginStep::DeviceCode {
-                verification_uri: details.verification_uri().to_string(),
+                verification_uri,
                 user_code: details.user_code().secret().to_string(),
-                verification_uri_complete: details
-                    .verification_uri_complete()
-                    .map(|u| u.secret().to_string()),
+                verification_uri_complete: complete,
             });
             ui.show(&waiting);
             let poll = c
