@@ -47,6 +47,8 @@ pub enum Fault {
     /// Answer with this status and an error message quoting what the request sent (its
     /// Authorization header and body): an endpoint that echoes credentials.
     Echo(u16),
+    /// 200 with a body that goes on and on (this many MiB, chunked), as fast as it is read.
+    Flood(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -261,6 +263,20 @@ fn handle(state: &Mutex<State>, mut req: tiny_http::Request) {
         Fault::None => {}
         Fault::Answer(code, b) => return respond(req, code, &b),
         Fault::Garbage => return respond(req, 200, "<html>Service Unavailable</html>"),
+        Fault::Flood(mib) => {
+            struct Endless(u64);
+            impl std::io::Read for Endless {
+                fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                    let n = buf.len().min(self.0 as usize);
+                    buf[..n].fill(b' '); // JSON whitespace: a parser would wait for more
+                    self.0 -= n as u64;
+                    Ok(n)
+                }
+            }
+            let r = tiny_http::Response::new(200.into(), vec![], Endless(mib << 20), None, None);
+            let _ = req.respond(r);
+            return;
+        }
         Fault::Echo(code) => {
             let said = format!(
                 "you sent {} with {body}",

@@ -109,3 +109,48 @@ fn error_text_from_endpoints_is_inert_and_scrubbed_of_tokens() {
     );
     assert!(!body.contains('\u{1b}'), "{body}");
 }
+
+/// An endpoint that answers far more than a token is an error naming it, read only up to
+/// the cap: the process's memory stays bounded (peak RSS of the whole `keyport` process).
+#[test]
+fn an_endless_answer_is_refused_at_a_mebibyte_and_memory_stays_bounded() {
+    require_session();
+    let fake = Fake::start(Lifetimes::default());
+    let kp = Keyport::new();
+    let pw = unique("pw");
+    fake.add_patchworks(&kp, &pw);
+    fake.set_fault(Fault::Flood(512));
+    // python3 reports its children's peak RSS (the front execs keyport-cli: one process)
+    let script = "import resource, subprocess, sys\n\
+        r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n\
+        print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+        print(r.stderr, end='')";
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(bin("keyport"))
+        .args(["header", &pw])
+        .env("KEYPORT_CONFIG_DIR", kp.config_dir())
+        .env("KEYPORT_RUNTIME_DIR", kp.runtime_dir())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let first: Vec<u64> = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let stderr: String = lines.collect();
+    assert_eq!(first[0], 1, "{text}");
+    assert!(
+        stderr.contains("token endpoint") && stderr.contains("more than 1024 KiB: refused"),
+        "{stderr}"
+    );
+    let peak_mib = first[1] / 1024;
+    assert!(
+        peak_mib < 64,
+        "peak RSS {peak_mib} MiB while the endpoint offered 512 MiB"
+    );
+    assert_eq!(secret_tool_lookup("keyport-token", &pw), None);
+}

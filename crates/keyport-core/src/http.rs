@@ -1,7 +1,9 @@
 //! HTTP for token calls, and turning what an endpoint answered into one line for a person.
 //!
 //! Every client built here: rustls with the OS roots plus an optional per-profile CA file,
-//! connect and total timeouts, and **no redirects** (a token request that follows a redirect
+//! connect and total timeouts, bodies read up to [`MAX_BODY`] (an endpoint that answers far
+//! more is an error, and memory stays bounded; [`Capped`] is the same for the oauth2
+//! crate's calls), and **no redirects** (a token request that follows a redirect
 //! can be steered to another host: oauth2-rs calls this out as an SSRF guard). Plain http is
 //! allowed only to loopback unless the profile opts in. Error bodies are summarized in the
 //! vendor's own terms (OAuth `error`/`error_description`, Airbyte `detail`, Frappe
@@ -23,6 +25,84 @@ pub fn total_timeout() -> Duration {
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|s| *s > 0)
         .map_or(TOTAL_TIMEOUT, Duration::from_secs)
+}
+
+/// The most Keyport reads of any answer (token, discovery, device, revocation): real ones
+/// are a few KiB.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Why a body was not read.
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+impl BodyError {
+    /// One line, in the words of the other errors about an endpoint.
+    pub fn describe(&self) -> String {
+        match self {
+            BodyError::TooLarge => format!(
+                "answered with more than {} KiB: refused (token answers are a few KiB: is the URL right?)",
+                MAX_BODY / 1024
+            ),
+            BodyError::Transport(e) => describe_transport(e),
+        }
+    }
+}
+
+/// Reads a response body of at most [`MAX_BODY`] bytes, chunk by chunk (a body that
+/// claims or turns out to be longer is refused as soon as that is known).
+pub async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, BodyError> {
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The HTTP client the oauth2 crate's requests go through: reqwest (as built by
+/// [`client`]), with bodies read by [`read_capped`].
+pub struct Capped(pub reqwest::Client);
+
+impl<'c> oauth2::AsyncHttpClient<'c> for Capped {
+    type Error = oauth2::HttpClientError<reqwest::Error>;
+    type Future = std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<oauth2::HttpResponse, Self::Error>>
+                + Send
+                + Sync
+                + 'c,
+        >,
+    >;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        use oauth2::HttpClientError;
+        Box::pin(async move {
+            let response = self
+                .0
+                .execute(request.try_into().map_err(Box::new)?)
+                .await
+                .map_err(Box::new)?;
+            let mut builder = oauth2::http::Response::builder()
+                .status(response.status())
+                .version(response.version());
+            for (name, value) in response.headers() {
+                builder = builder.header(name, value);
+            }
+            let body = read_capped(response).await.map_err(|e| match e {
+                BodyError::TooLarge => HttpClientError::Other(BodyError::TooLarge.describe()),
+                BodyError::Transport(e) => HttpClientError::Reqwest(Box::new(e)),
+            })?;
+            builder.body(body).map_err(HttpClientError::Http)
+        })
+    }
 }
 
 /// What a profile decides about its HTTP.

@@ -169,10 +169,9 @@ pub(super) async fn fetch(
     let fail = |message: String| fail_with(None, message);
     let resp = req.send().await.map_err(|e| fail(describe_transport(&e)))?;
     let status = resp.status().as_u16();
-    let bytes = resp
-        .bytes()
+    let bytes = http::read_capped(resp)
         .await
-        .map_err(|e| fail(describe_transport(&e)))?;
+        .map_err(|e| fail(e.describe()))?;
     if !(200..300).contains(&status) {
         return Err(fail_with(Some(status), describe_status(status, &bytes)));
     }

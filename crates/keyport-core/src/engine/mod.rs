@@ -634,4 +634,65 @@ mod tests {
             "{steps:?}"
         );
     }
+
+    /// An endpoint that answers with a JSON body that never ends (up to 64 MiB, chunked).
+    fn flooding() -> String {
+        struct Endless(u64);
+        impl std::io::Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    return Ok(0);
+                }
+                let n = buf.len().min(self.0 as usize);
+                buf[..n].fill(b'a');
+                if self.0 == 64 << 20 {
+                    buf[0] = b'"'; // the start of a JSON string
+                }
+                self.0 -= n as u64;
+                Ok(n)
+            }
+        }
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+        std::thread::spawn(move || {
+            for req in server.incoming_requests() {
+                std::thread::spawn(move || {
+                    let r =
+                        tiny_http::Response::new(200.into(), vec![], Endless(64 << 20), None, None);
+                    let _ = req.respond(r);
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn an_endless_oauth_answer_is_refused_at_a_mebibyte() {
+        let url = flooding();
+        let (_d, kp, _store) = keyport();
+        let sets = [
+            ("token_url".to_string(), format!("{url}/token")),
+            ("client_id".into(), "app".into()),
+        ];
+        let draft = kp
+            .draft(
+                "flood",
+                "oauth2-client-credentials",
+                &sets,
+                &["client_secret".to_string()].into(),
+            )
+            .unwrap();
+        let mut b = SecretBundle::default();
+        b.insert("client_secret", Secret::new("s"));
+        kp.add("flood", draft, b).unwrap();
+        let e = kp
+            .credential_valid_for("flood", 30)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("token endpoint") && e.contains("more than 1024 KiB"),
+            "{e}"
+        );
+    }
 }

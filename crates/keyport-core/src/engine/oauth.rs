@@ -81,10 +81,9 @@ async fn endpoints(ctx: &Ctx<'_>) -> Result<Endpoints> {
             .await
             .map_err(|e| fail(describe_transport(&e)))?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
+        let bytes = http::read_capped(resp)
             .await
-            .map_err(|e| fail(describe_transport(&e)))?;
+            .map_err(|e| fail(e.describe()))?;
         if status != 200 {
             return Err(Error::Endpoint {
                 what: "OpenID discovery",
@@ -204,6 +203,7 @@ fn token_error<T: ErrorResponse + std::fmt::Display>(
             format!("answered: {text}; check the profile's client_id, client_secret and scopes")
         }
         RequestTokenError::Request(HttpClientError::Reqwest(re)) => describe_transport(re),
+        RequestTokenError::Request(HttpClientError::Other(m)) => m.clone(),
         RequestTokenError::Request(other) => format!("failed: {other}"),
         RequestTokenError::Parse(_, body) => {
             if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
@@ -300,7 +300,7 @@ pub(super) async fn ensure(ctx: &mut Ctx<'_>, spec: &OAuthSpec, want: &Want) -> 
         Grant::ClientCredentials => {
             let e = endpoints(ctx).await?;
             let c = client(ctx, &e, None)?;
-            let http = http::client(&ctx.http)?;
+            let http = http::Capped(http::client(&ctx.http)?);
             let scopes = scopes(ctx);
             let mut req = c
                 .exchange_client_credentials()
@@ -350,7 +350,7 @@ async fn refresh(ctx: &mut Ctx<'_>, rt: &Secret, old_scopes: Vec<String>) -> Res
     let ctx = &*ctx;
     let e = endpoints(ctx).await?;
     let c = client(ctx, &e, None)?;
-    let http = http::client(&ctx.http)?;
+    let http = http::Capped(http::client(&ctx.http)?);
     let rt_value = RefreshToken::new(rt.expose().to_string());
     let result = c
         .exchange_refresh_token(&rt_value)
@@ -402,7 +402,7 @@ pub(super) async fn login(
         timeout_secs: opts.timeout.as_secs(),
     };
     let e = endpoints(ctx).await?;
-    let http = http::client(&ctx.http)?;
+    let http = http::Capped(http::client(&ctx.http)?);
     let scopes = scopes(ctx);
     let r = match spec.grant {
         Grant::ClientCredentials => {
@@ -589,6 +589,6 @@ async fn revoke(ctx: &Ctx<'_>, url: &str, t: &TokenState) -> Result<()> {
     if status == 200 {
         return Ok(());
     }
-    let body = resp.bytes().await.unwrap_or_default();
+    let body = http::read_capped(resp).await.unwrap_or_default();
     Err(fail(http::describe_status(status, &body)))
 }
