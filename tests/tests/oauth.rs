@@ -192,9 +192,15 @@ fn failed_logins_say_why_and_store_nothing() {
         browser.text().contains("CALLBACK 400")
     });
 
-    let r = browser.run(&kp, "wrong-state", &["login", &name, "--timeout", "30"]);
+    // A callback with the wrong state gets an error page; the login keeps waiting for the
+    // right one, and at the timeout says what it refused.
+    let r = browser.run(&kp, "wrong-state", &["login", &name, "--timeout", "3"]);
     assert_eq!(r.code, 1, "{r:#?}");
-    assert!(r.stderr.contains("wrong state"), "{r:#?}");
+    assert!(
+        r.stderr.contains("no login callback within 3 s")
+            && r.stderr.contains("callback(s) with the wrong state were refused"),
+        "{r:#?}"
+    );
 
     let r = browser.run(&kp, "ignore", &["login", &name, "--timeout", "2"]);
     assert_eq!(r.code, 1, "{r:#?}");

@@ -4,15 +4,20 @@
 //! identity provider needs), report the real port, accept the callback **once**, check
 //! `state`, turn `error`/`error_description` into a typed failure, answer the browser with a
 //! friendly page either way, and race all of it against a timeout and a [`Cancel`] (the
-//! CLI's Ctrl-C, the app's Cancel button). Requests to
-//! other paths get a 404 and do not end the wait; a request whose Host is not this loopback
-//! address gets a 400 (DNS rebinding). Left out on purpose: HTTP beyond one GET per
-//! connection, TLS (loopback redirects are plain http by the RFC).
+//! CLI's Ctrl-C, the app's Cancel button).
+//!
+//! It cannot be knocked over by whoever else can reach the port: every connection is
+//! served on a task of its own (one that sends nothing cannot delay the real callback; each
+//! gets 5 s to send its request); a callback with the wrong `state` gets an error page and
+//! the login keeps waiting for the right one; requests to other paths get a 404; a request
+//! whose Host is not this loopback address gets a 400 (DNS rebinding). Left out on purpose:
+//! HTTP beyond one GET per connection, TLS (loopback redirects are plain http by the RFC).
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 use crate::login::Cancel;
 
@@ -29,7 +34,11 @@ pub enum CallbackError {
     /// `state` did not match: possible cross-site request forgery.
     WrongState,
     NoCode,
-    Timeout(u64),
+    /// No valid callback within the timeout; `wrong_state` forged-looking ones were refused.
+    Timeout {
+        secs: u64,
+        wrong_state: usize,
+    },
     Interrupted,
 }
 
@@ -44,7 +53,8 @@ impl std::fmt::Display for CallbackError {
             },
             CallbackError::WrongState => write!(f, "the login callback carried the wrong state (possibly a forged request): run keyport login again"),
             CallbackError::NoCode => write!(f, "the login callback had no authorization code"),
-            CallbackError::Timeout(s) => write!(f, "no login callback within {s} s: run keyport login again (--timeout SECS gives more time)"),
+            CallbackError::Timeout { secs, wrong_state: 0 } => write!(f, "no login callback within {secs} s: run keyport login again (--timeout SECS gives more time)"),
+            CallbackError::Timeout { secs, wrong_state } => write!(f, "no login callback within {secs} s, and {wrong_state} callback(s) with the wrong state were refused (possibly forged requests): run keyport login again"),
             CallbackError::Interrupted => write!(f, "interrupted"),
         }
     }
@@ -76,28 +86,44 @@ impl Receiver {
         format!("http://127.0.0.1:{}/callback", self.port)
     }
 
-    /// Waits for the one callback; returns the authorization code.
+    /// Waits for the one valid callback; returns the authorization code.
     pub async fn wait(
         self,
         state: &str,
         timeout: Duration,
         cancel: &Cancel,
     ) -> Result<String, CallbackError> {
-        let accept = async {
-            loop {
-                let Ok((stream, _)) = self.listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(100)).await; // don't spin
-                    continue;
-                };
-                if let Some(result) = handle(stream, self.port, state).await {
-                    return result;
+        let (tx, mut results) = mpsc::unbounded_channel();
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut wrong_state = 0;
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let (tx, state, port) = (tx.clone(), state.to_string(), self.port);
+                        connections.spawn(async move {
+                            if let Some(result) = handle(stream, port, &state).await {
+                                let _ = tx.send(result);
+                            }
+                        });
+                    }
+                    // e.g. out of file descriptors: don't spin
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                },
+                Some(result) = results.recv() => match result {
+                    // A forged (or stale) callback: it got its error page; keep waiting.
+                    Err(CallbackError::WrongState) => wrong_state += 1,
+                    other => return other,
+                },
+                // (reap finished connection tasks so they don't pile up)
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                _ = &mut deadline => {
+                    return Err(CallbackError::Timeout { secs: timeout.as_secs(), wrong_state })
                 }
+                _ = cancel.cancelled() => return Err(CallbackError::Interrupted),
             }
-        };
-        tokio::select! {
-            r = accept => r,
-            _ = tokio::time::sleep(timeout) => Err(CallbackError::Timeout(timeout.as_secs())),
-            _ = cancel.cancelled() => Err(CallbackError::Interrupted),
         }
     }
 }
@@ -198,6 +224,10 @@ async fn handle(
     };
     let html = match &result {
         Ok(_) => page(true, "Keyport received your login. Return to the terminal."),
+        Err(CallbackError::WrongState) => page(
+            false,
+            "This callback does not belong to the login Keyport is waiting for (wrong state): it was ignored, and the login is still waiting.",
+        ),
         Err(e) => page(false, &e.to_string()),
     };
     reply(html).await;
@@ -222,19 +252,80 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn forged_error_without_state_is_a_wrong_state() {
+    async fn a_forged_callback_gets_an_error_page_and_the_login_keeps_waiting() {
         let r = Receiver::bind(0).await.unwrap();
         let port = r.port;
-        let h = get(
+        let host = format!("127.0.0.1:{port}");
+        let wait = tokio::spawn(async move {
+            r.wait("the-state", Duration::from_secs(30), &Cancel::new())
+                .await
+        });
+        let forged = get(
             port,
             "/callback?error=access_denied&error_description=evil",
+            &host,
+        );
+        let forged = tokio::task::spawn_blocking(move || forged.join().unwrap());
+        assert!(forged.await.unwrap().contains("400"));
+        let wrong = get(port, "/callback?code=attacker&state=guess", &host);
+        assert!(tokio::task::spawn_blocking(move || wrong.join().unwrap())
+            .await
+            .unwrap()
+            .contains("400"));
+        let real = get(port, "/callback?code=c&state=the-state", &host);
+        assert!(tokio::task::spawn_blocking(move || real.join().unwrap())
+            .await
+            .unwrap()
+            .contains("200"));
+        assert_eq!(wait.await.unwrap(), Ok("c".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_does_not_delay_the_callback() {
+        let r = Receiver::bind(0).await.unwrap();
+        let port = r.port;
+        // connects and sends nothing (the reader would wait 5 s for it)
+        let _silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let started = std::time::Instant::now();
+        let wait =
+            tokio::spawn(async move { r.wait("s", Duration::from_secs(30), &Cancel::new()).await });
+        let real = get(
+            port,
+            "/callback?code=c&state=s",
             &format!("127.0.0.1:{port}"),
         );
-        let result = r
-            .wait("the-state", Duration::from_secs(5), &Cancel::new())
-            .await;
-        assert_eq!(result, Err(CallbackError::WrongState));
-        assert!(h.join().unwrap().contains("400"));
+        assert!(tokio::task::spawn_blocking(move || real.join().unwrap())
+            .await
+            .unwrap()
+            .contains("200"));
+        assert_eq!(wait.await.unwrap(), Ok("c".to_string()));
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "served beside the silent connection, not after its 5 s"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_timeout_says_how_many_forged_callbacks_were_refused() {
+        let r = Receiver::bind(0).await.unwrap();
+        let port = r.port;
+        let host = format!("127.0.0.1:{port}");
+        let cancel = Cancel::new();
+        let wait =
+            tokio::spawn(async move { r.wait("s", Duration::from_millis(1500), &cancel).await });
+        let forged = get(port, "/callback?code=x&state=nope", &host);
+        tokio::task::spawn_blocking(move || forged.join().unwrap())
+            .await
+            .unwrap();
+        let e = wait.await.unwrap().unwrap_err();
+        assert_eq!(
+            e,
+            CallbackError::Timeout {
+                secs: 1,
+                wrong_state: 1
+            }
+        );
+        assert!(e.to_string().contains("wrong state were refused"), "{e}");
     }
 
     #[tokio::test]
