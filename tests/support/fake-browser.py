@@ -10,6 +10,8 @@ FAKE_BROWSER_MODE:
   wrong-state  approve, but change `state` on the way to the callback
   ignore       do nothing (the login times out)
 FAKE_BROWSER_LOG: append one line per URL visited.
+FAKE_BROWSER_ARGV: append the arguments it was started with (what every local user can read
+in /proc/PID/cmdline), one line per start.
 """
 import html.parser
 import http.cookiejar
@@ -21,6 +23,7 @@ import urllib.request
 
 MODE = os.environ.get("FAKE_BROWSER_MODE", "approve")
 LOG = os.environ.get("FAKE_BROWSER_LOG")
+ARGV = os.environ.get("FAKE_BROWSER_ARGV")
 
 
 def log(line):
@@ -77,11 +80,13 @@ def main(url):
         log("IGNORE " + url)
         return
     callback_prefix = None
-    q = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)
-    if "redirect_uri" in q:
-        callback_prefix = q["redirect_uri"][0]
     data = None
     for _ in range(30):
+        # (Keyport starts the browser on a loopback start URL that redirects to the
+        # authorization URL: the redirect_uri is learnt on the way)
+        q = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)
+        if callback_prefix is None and "redirect_uri" in q:
+            callback_prefix = q["redirect_uri"][0]
         status, headers, body, current = fetch(url, data)
         data = None
         if status in (301, 302, 303, 307, 308):
@@ -122,4 +127,7 @@ def main(url):
 
 
 if __name__ == "__main__":
+    if ARGV:
+        with open(ARGV, "a") as f:
+            f.write(" ".join(sys.argv[1:]) + "\n")
     main(sys.argv[1])

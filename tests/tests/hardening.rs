@@ -154,3 +154,42 @@ fn an_endless_answer_is_refused_at_a_mebibyte_and_memory_stays_bounded() {
     );
     assert_eq!(secret_tool_lookup("keyport-token", &pw), None);
 }
+
+/// The authorization URL (its `state` and PKCE challenge) and a device-flow user code
+/// never appear on a command line, which every local user can read: the browser command
+/// gets a one-time loopback URL that redirects. The logins still work.
+#[test]
+fn the_authorization_url_never_appears_on_a_command_line() {
+    require_session();
+    let idp = keyport_system_tests::oidc::Oidc::start(60);
+    let kp = Keyport::new();
+    let argv = tempfile::NamedTempFile::new().unwrap();
+    let visited = tempfile::NamedTempFile::new().unwrap();
+    for preset in ["oauth2-auth-code", "oauth2-device"] {
+        let name = unique(preset);
+        idp.add_native_profile(&kp, &name, preset);
+        let o = kp
+            .command()
+            .args(["login", &name, "--timeout", "30"])
+            .env("BROWSER", keyport_system_tests::oidc::fake_browser())
+            .env("FAKE_BROWSER_ARGV", argv.path())
+            .env("FAKE_BROWSER_LOG", visited.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{preset}: {err}");
+        let started = std::fs::read_to_string(argv.path()).unwrap();
+        let last = started.lines().last().unwrap_or_default().to_string();
+        assert!(last.starts_with("http://127.0.0.1:"), "{preset}: {last}");
+        for secret in ["state=", "code_challenge=", "user_code"] {
+            assert!(!started.contains(secret), "{preset}: {secret} on a command line: {started}");
+        }
+        if let Some(code) = err.split("enter the code: ").nth(1) {
+            let code = code.split_whitespace().next().unwrap();
+            assert!(!started.contains(code), "the user code on a command line: {started}");
+        }
+        // the browser did get there, through the redirect
+        let pages = std::fs::read_to_string(visited.path()).unwrap();
+        assert!(pages.contains(&format!("{}/", idp.issuer)), "{pages}");
+    }
+}

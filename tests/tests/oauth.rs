@@ -198,7 +198,8 @@ fn failed_logins_say_why_and_store_nothing() {
     assert_eq!(r.code, 1, "{r:#?}");
     assert!(
         r.stderr.contains("no login callback within 3 s")
-            && r.stderr.contains("callback(s) with the wrong state were refused"),
+            && r.stderr
+                .contains("callback(s) with the wrong state were refused"),
         "{r:#?}"
     );
 

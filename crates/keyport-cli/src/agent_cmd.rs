@@ -98,19 +98,22 @@ impl LoginUi for TerminalUi {
     fn show(&self, step: &LoginStep) {
         let name = &self.name;
         match step {
-            LoginStep::OpenUrl { url } => {
+            LoginStep::OpenUrl { url, open } => {
                 eprintln!("Open this URL to log in:\n  {url}");
-                self.open(url);
+                // (the browser gets a one-time loopback URL: the real one carries secrets
+                // that every local user could read on its command line)
+                self.open(open);
             }
             LoginStep::DeviceCode {
                 verification_uri,
                 user_code,
-                verification_uri_complete,
+                open,
+                ..
             } => {
                 eprintln!(
                     "To log in '{name}', open {verification_uri} and enter the code: {user_code}"
                 );
-                if let Some(u) = verification_uri_complete {
+                if let Some(u) = open {
                     self.open(u);
                 }
             }

@@ -55,16 +55,20 @@ mod secs {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum LoginStep {
-    /// Open this URL in a browser (the UI opens it, and shows it to copy).
+    /// The login page: `url` is the page itself (shown to the person, to copy), `open` a
+    /// one-time loopback URL that redirects to it, for a browser command (a command line
+    /// is readable by every local user; `url` carries `state` and the PKCE challenge).
     OpenUrl {
         url: String,
+        open: String,
     },
-    /// Device flow: enter `user_code` at `verification_uri` (or open
-    /// `verification_uri_complete`, which carries the code).
+    /// Device flow: enter `user_code` at `verification_uri`; `open`, when the provider
+    /// gave a URL that carries the code, is a one-time loopback URL redirecting to it.
     DeviceCode {
         verification_uri: String,
         user_code: String,
         verification_uri_complete: Option<String>,
+        open: Option<String>,
     },
     /// Waiting for the person (the browser's callback, or the device approval).
     Waiting {
@@ -161,8 +165,8 @@ impl LoginUi for DesktopLoginUi {
     fn show(&self, step: &LoginStep) {
         let name = &self.profile;
         match step {
-            LoginStep::OpenUrl { url } => {
-                let opened = crate::browser::open(url);
+            LoginStep::OpenUrl { open, .. } => {
+                let opened = crate::browser::open(open);
                 if opened != crate::browser::Opened::Started {
                     self.notifier.send(
                         Notice {
@@ -178,9 +182,10 @@ impl LoginUi for DesktopLoginUi {
             LoginStep::DeviceCode {
                 verification_uri,
                 user_code,
-                verification_uri_complete,
+                open,
+                ..
             } => {
-                if let Some(u) = verification_uri_complete {
+                if let Some(u) = open {
                     let _ = crate::browser::open(u);
                 }
                 self.notifier.send(
@@ -242,6 +247,7 @@ mod tests {
             verification_uri: "https://idp/device".into(),
             user_code: "ABCD-EFGH".into(),
             verification_uri_complete: None,
+            open: None,
         })
         .unwrap();
         assert_eq!(s["step"], "device_code");

@@ -885,7 +885,8 @@ async fn a_login_is_single_flight_shows_its_url_and_can_be_cancelled() {
     });
     let url = tokio::time::timeout(WAIT, async {
         loop {
-            if let Some(LoginStep::OpenUrl { url }) = steps.recv().await {
+            if let Some(LoginStep::OpenUrl { url, open }) = steps.recv().await {
+                assert!(open.starts_with("http://127.0.0.1:") && !open.contains("state="));
                 return url;
             }
         }

@@ -10,10 +10,19 @@
 //! served on a task of its own (one that sends nothing cannot delay the real callback; each
 //! gets 5 s to send its request); a callback with the wrong `state` gets an error page and
 //! the login keeps waiting for the right one; requests to other paths get a 404; a request
-//! whose Host is not this loopback address gets a 400 (DNS rebinding). Left out on purpose:
-//! HTTP beyond one GET per connection, TLS (loopback redirects are plain http by the RFC).
+//! whose Host is not this loopback address gets a 400 (DNS rebinding).
+//!
+//! It also serves one-time start URLs ([`Receiver::start_url`]): `/start/<random>` answers
+//! once with a redirect to a URL that must not appear on a command line (the authorization
+//! URL with its `state` and PKCE challenge, a device-flow URL with its user code), since
+//! every local user can read `/proc/*/cmdline`. The browser command gets only the start
+//! URL. Left out on purpose: HTTP beyond one GET per connection, TLS (loopback redirects are
+//! plain http by the RFC).
 
 use std::time::Duration;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -60,9 +69,13 @@ impl std::fmt::Display for CallbackError {
     }
 }
 
+/// One-time redirects: start path -> target, removed when used.
+type Starts = Arc<Mutex<HashMap<String, String>>>;
+
 pub struct Receiver {
     listener: TcpListener,
     port: u16,
+    starts: Starts,
 }
 
 impl Receiver {
@@ -79,11 +92,57 @@ impl Receiver {
             .local_addr()
             .map_err(|e| CallbackError::Bind(port, e.to_string()))?
             .port();
-        Ok(Receiver { listener, port })
+        Ok(Receiver {
+            listener,
+            port,
+            starts: Starts::default(),
+        })
     }
 
     pub fn redirect_uri(&self) -> String {
         format!("http://127.0.0.1:{}/callback", self.port)
+    }
+
+    /// A loopback URL that redirects once to `target`: what a browser command is given
+    /// instead of `target` itself.
+    pub fn start_url(&self, target: &str) -> String {
+        let mut nonce = [0u8; 16];
+        if getrandom::getrandom(&mut nonce).is_err() {
+            // (without randomness, a clock-based path: it only needs to be unguessed for
+            // the moment between here and the browser's first request)
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            nonce.copy_from_slice(&t.to_le_bytes());
+        }
+        let path: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let path = format!("/start/{path}");
+        self.starts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.clone(), target.to_string());
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Serves only start URLs until dropped (the device flow has no callback).
+    pub fn serve_starts(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = self.listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            let (port, starts) = (self.port, self.starts.clone());
+                            connections.spawn(async move {
+                                handle(stream, port, None, &starts).await;
+                            });
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    },
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
+            }
+        })
     }
 
     /// Waits for the one valid callback; returns the authorization code.
@@ -103,8 +162,9 @@ impl Receiver {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         let (tx, state, port) = (tx.clone(), state.to_string(), self.port);
+                        let starts = self.starts.clone();
                         connections.spawn(async move {
-                            if let Some(result) = handle(stream, port, &state).await {
+                            if let Some(result) = handle(stream, port, Some(&state), &starts).await {
                                 let _ = tx.send(result);
                             }
                         });
@@ -156,10 +216,13 @@ fn html_escape(s: &str) -> String {
 }
 
 /// Handles one connection. `None`: not the callback, keep waiting.
+/// Handles one connection: a start URL (redirected once), or with `state`, the callback.
+/// `None`: not the callback, keep waiting.
 async fn handle(
     mut stream: TcpStream,
     port: u16,
-    state: &str,
+    state: Option<&str>,
+    starts: &Starts,
 ) -> Option<Result<String, CallbackError>> {
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 2048];
@@ -198,11 +261,26 @@ async fn handle(
         return None;
     }
     let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}{target}")).ok()?;
-    if method != "GET" || url.path() != "/callback" {
+    let start = (method == "GET")
+        .then(|| {
+            starts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(url.path())
+        })
+        .flatten();
+    if let Some(to) = start {
+        reply(format!(
+            "HTTP/1.1 302 Found\r\nLocation: {to}\r\nCache-Control: no-store\r\nReferrer-Policy: no-referrer\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ))
+        .await;
+        return None;
+    }
+    let Some(state) = state.filter(|_| method == "GET" && url.path() == "/callback") else {
         reply("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into())
             .await;
         return None;
-    }
+    };
     let q = |k: &str| {
         url.query_pairs()
             .find(|(n, _)| n == k)

@@ -442,6 +442,7 @@ pub(super) async fn login(
             }
             let (url, state) = req.url();
             ui.show(&LoginStep::OpenUrl {
+                open: receiver.start_url(url.as_str()),
                 url: url.to_string(),
             });
             ui.show(&waiting);
@@ -471,30 +472,43 @@ pub(super) async fn login(
                 .map_err(|err| token_error(ctx, &e.device, &err))?;
             // URLs from the provider go to a browser command: the same rules as the
             // profile's own URLs (https, or http to loopback, or the profile's opt-in).
+            // (the parsed form is what is used from here on: no stray whitespace or
+            // control characters of the provider's)
             let checked = |field: &str, url: &str| {
-                http::check_endpoint(field, url, &ctx.http).map_err(|err| {
-                    failed(format!(
-                        "the identity provider gave a verification URL Keyport will not open ({err})"
-                    ))
-                })
+                http::check_endpoint(field, url, &ctx.http)
+                    .map(|u| u.to_string())
+                    .map_err(|err| {
+                        failed(format!(
+                            "the identity provider gave a verification URL Keyport will not open ({err})"
+                        ))
+                    })
             };
-            let verification_uri = details.verification_uri().to_string();
-            checked("verification_uri", &verification_uri)?;
+            let verification_uri = checked("verification_uri", details.verification_uri())?;
             let complete = details
                 .verification_uri_complete()
-                .map(|u| u.secret().to_string());
-            if let Some(u) = &complete {
-                checked("verification_uri_complete", u)?;
-            }
+                .map(|u| checked("verification_uri_complete", u.secret()))
+                .transpose()?;
             crate::engine::check_token(
                 "device authorization endpoint",
                 e.device.as_deref().unwrap_or_default(),
                 details.user_code().secret(),
             )?;
+            // A loopback start URL for the browser: the complete URL carries the user code.
+            let redirector = match &complete {
+                Some(u) => {
+                    let r = Receiver::bind(0)
+                        .await
+                        .map_err(|err| failed(err.to_string()))?;
+                    let open = r.start_url(u);
+                    Some((open, AbortOnDrop(r.serve_starts())))
+                }
+                None => None,
+            };
             ui.show(&LoginStep::DeviceCode {
                 verification_uri,
                 user_code: details.user_code().secret().to_string(),
                 verification_uri_complete: complete,
+                open: redirector.as_ref().map(|(o, _)| o.clone()),
             });
             ui.show(&waiting);
             let poll = c
@@ -518,6 +532,15 @@ pub(super) async fn login(
     let _lock = super::lock(ctx.name).await?;
     ctx.save_token(&mut t).await?;
     Ok(t)
+}
+
+/// Stops a task when dropped (the device flow's start-URL server ends with the login).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// `keyport logout`: revoke at the provider when it has a revocation endpoint (best
