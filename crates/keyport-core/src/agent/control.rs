@@ -7,7 +7,8 @@
 //! when a profile changed. Whoever can open the channel is the user.
 //!
 //! The transport is platform-specific and only that: on unix a socket in the 0700 runtime
-//! dir, mode 0600 (the `unix` module); elsewhere there is no channel yet (an embedded agent
+//! dir, mode 0600, that also checks the peer's uid (SO_PEERCRED / getpeereid) and reads
+//! request lines of at most [`MAX_REQUEST`] bytes (the `unix` module); elsewhere there is no channel yet (an embedded agent
 //! still works, and [`Client::connect`] finds nothing). Left out on purpose: Windows named
 //! pipes, and the HTTP helper (its own issue).
 
@@ -264,6 +265,17 @@ mod unix {
     }
 
     async fn connection(stream: tokio::net::UnixStream, handle: AgentHandle) {
+        // The socket is 0600 in a 0700 dir; this holds even when those modes were changed
+        // (or a dir up the path is shared): only our own user is served.
+        let me = crate::process::uid();
+        let peer = stream.peer_cred().map(|c| c.uid());
+        if peer.as_ref().ok() != Some(&me) {
+            let (_, mut w) = stream.into_split();
+            let who = peer.map_or_else(|e| format!("unknown ({e})"), |u| u.to_string());
+            let msg = format!("refused: this agent serves only user {me}, not {who}");
+            write(&mut w, &error(ErrorKind::Invalid, msg)).await;
+            return;
+        }
         let (r, mut w) = stream.into_split();
         let mut r = tokio::io::BufReader::new(r);
         loop {
