@@ -266,3 +266,132 @@ fn the_control_socket_refuses_other_users_and_long_requests() {
     );
     assert!(!answer.contains("credential"), "{answer}");
 }
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
+/// A runtime dir that another user made (in a shared /tmp, say) is refused, naming it.
+#[test]
+fn a_runtime_dir_of_another_user_is_refused() {
+    require_session();
+    if !is_root() {
+        eprintln!("needs root (to make a directory another user owns): not checked here");
+        return;
+    }
+    let kp = Keyport::new();
+    let xdg = kp.dir.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("keyport")).unwrap();
+    let chown = std::process::Command::new("chown")
+        .args(["65534:65534"])
+        .arg(xdg.join("keyport"))
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let o = kp
+        .command()
+        .args(["agent", "--foreground"])
+        .env_remove("KEYPORT_RUNTIME_DIR")
+        .env("XDG_RUNTIME_DIR", &xdg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}", xdg.join("keyport").display()))
+            && err.contains("belongs to another user (uid 65534, not 0)"),
+        "{err}"
+    );
+}
+
+/// The agent started by the desktop session (or systemd) and a CLI run from cron or a
+/// bare ssh command (no XDG_RUNTIME_DIR) find the same runtime dir, so the same agent and
+/// the same lock files: /run/user/<uid>/keyport.
+#[test]
+fn the_cli_and_the_agent_agree_on_the_runtime_dir_however_started() {
+    require_session();
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap();
+    let run_user = std::path::PathBuf::from(format!("/run/user/{uid}"));
+    let mut made = false;
+    if !run_user.exists() {
+        if !is_root() {
+            eprintln!(
+                "no {} and not root to make it: not checked here",
+                run_user.display()
+            );
+            return;
+        }
+        std::fs::create_dir_all(&run_user).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&run_user, std::fs::Permissions::from_mode(0o700)).unwrap();
+        made = true;
+    }
+    let kp = Keyport::new();
+    kp.add_basic("b");
+    let session = |c: &mut std::process::Command| {
+        c.env_remove("KEYPORT_RUNTIME_DIR")
+            .env("XDG_RUNTIME_DIR", &run_user);
+    };
+    let mut agent = kp.command();
+    session(&mut agent);
+    let mut agent = agent
+        .args(["agent", "--foreground", "--no-notifications"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket = run_user.join("keyport/agent.sock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if let Some(status) = agent.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            agent
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            if err.contains("an agent is already running") {
+                eprintln!(
+                    "an agent already runs in {}: not checked here",
+                    run_user.display()
+                );
+                return;
+            }
+            panic!("the agent exited ({status}): {err}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // cron: no XDG_RUNTIME_DIR at all
+    let cron = kp
+        .command()
+        .args(["status", "--json"])
+        .env_remove("KEYPORT_RUNTIME_DIR")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&cron.stdout);
+    assert!(
+        cron.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cron.stderr)
+    );
+    assert!(
+        out.contains(r#""name": "b""#),
+        "the cron CLI found the session's agent: {out}"
+    );
+    let _ = std::process::Command::new("kill")
+        .arg(agent.id().to_string())
+        .status();
+    let _ = agent.wait();
+    let _ = std::fs::remove_dir_all(run_user.join("keyport"));
+    if made {
+        let _ = std::fs::remove_dir(&run_user);
+    }
+}

@@ -2,24 +2,76 @@
 //! files that keep two processes from refreshing one token (or running two logins of one
 //! profile) at the same time.
 //!
-//! `$KEYPORT_RUNTIME_DIR` (tests use it), else `$XDG_RUNTIME_DIR/keyport`, else
-//! `<temp>/keyport-<user>`. The directory is created `0700`. Left out on purpose: anything
-//! that must survive a reboot (that is the config dir and the keychain).
+//! The runtime dir, by this rule (the first that applies):
+//!
+//! 1. `$KEYPORT_RUNTIME_DIR` (tests use it);
+//! 2. `$XDG_RUNTIME_DIR/keyport`;
+//! 3. `/run/user/<uid>/keyport`, when `/run/user/<uid>` is a directory of ours: the one
+//!    systemd-logind makes for the user's sessions and sets as `XDG_RUNTIME_DIR` there, so a
+//!    CLI run from cron or a bare ssh command (no `XDG_RUNTIME_DIR`) finds the agent the
+//!    desktop session started, and takes the same lock files;
+//! 4. `<temp>/keyport-<uid>` (named by the numeric uid: `$USER` can be anything).
+//!
+//! The directory is created `0700` and must be a real directory that is ours (in a shared
+//! /tmp another user could have made it first: refused, naming it). Left out on purpose:
+//! anything that must survive a reboot (that is the config dir and the keychain).
 
+use std::ffi::OsString;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// The rule above, with what it looks at passed in.
+fn choose(
+    keyport: Option<OsString>,
+    xdg: Option<OsString>,
+    uid: Option<u32>,
+    ours: impl Fn(&Path) -> bool,
+    temp: PathBuf,
+) -> PathBuf {
+    if let Some(d) = keyport.filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = xdg.filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("keyport");
+    }
+    match uid {
+        Some(uid) => {
+            let run_user = PathBuf::from(format!("/run/user/{uid}"));
+            if ours(&run_user) {
+                run_user.join("keyport")
+            } else {
+                temp.join(format!("keyport-{uid}"))
+            }
+        }
+        // (no uids: Windows, where the temp dir is per user anyway)
+        None => temp.join("keyport"),
+    }
+}
+
+/// Is `dir` a real directory owned by `uid`?
+#[cfg(unix)]
+fn owned_by(dir: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && m.uid() == uid)
+}
+
 pub fn runtime_dir() -> Result<PathBuf> {
-    let dir = if let Some(d) = std::env::var_os("KEYPORT_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        PathBuf::from(d)
-    } else if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        PathBuf::from(d).join("keyport")
-    } else {
-        let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
-        std::env::temp_dir().join(format!("keyport-{user}"))
+    #[cfg(unix)]
+    let (uid, ours) = {
+        let uid = crate::process::uid();
+        (Some(uid), move |d: &Path| owned_by(d, uid))
     };
+    #[cfg(not(unix))]
+    let (uid, ours) = (None, |_: &Path| false);
+    let dir = choose(
+        std::env::var_os("KEYPORT_RUNTIME_DIR"),
+        std::env::var_os("XDG_RUNTIME_DIR"),
+        uid,
+        ours,
+        std::env::temp_dir(),
+    );
     let mut b = fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]
@@ -46,11 +98,12 @@ fn check_private(dir: &std::path::Path) -> Result<()> {
     if !meta.is_dir() {
         return Err(bad("is not a directory (a symlink?)"));
     }
-    // Our uid: the owner of a file we just created.
-    let probe = tempfile::tempfile_in(dir).map_err(|e| bad(&format!("is not writable ({e})")))?;
-    let mine = probe.metadata().map(|m| m.uid()).unwrap_or(u32::MAX);
+    let mine = crate::process::uid();
     if meta.uid() != mine {
-        return Err(bad("belongs to another user"));
+        return Err(bad(&format!(
+            "belongs to another user (uid {}, not {mine})",
+            meta.uid()
+        )));
     }
     if meta.permissions().mode() & 0o077 != 0 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
@@ -113,5 +166,45 @@ impl LoginLock {
                 source,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CLI and the agent agree however they were started.
+    #[test]
+    fn every_way_of_starting_finds_the_same_runtime_dir() {
+        let temp = PathBuf::from("/tmp");
+        let session = |d: &Path| d == Path::new("/run/user/1000");
+        let none = |_: &Path| false;
+        let xdg = Some(OsString::from("/run/user/1000"));
+        // the desktop session / systemd user unit, and ssh with pam_systemd
+        let agent = choose(None, xdg.clone(), Some(1000), session, temp.clone());
+        // cron, or `ssh host keyport token x`: no XDG_RUNTIME_DIR, same session dir
+        let cron = choose(None, None, Some(1000), session, temp.clone());
+        assert_eq!(agent, PathBuf::from("/run/user/1000/keyport"));
+        assert_eq!(cron, agent);
+        // no session at all: the temp dir, by uid
+        assert_eq!(
+            choose(None, None, Some(1000), none, temp.clone()),
+            PathBuf::from("/tmp/keyport-1000")
+        );
+        // the override wins; an empty variable counts as unset
+        assert_eq!(
+            choose(Some("/x".into()), xdg, Some(1000), session, temp.clone()),
+            PathBuf::from("/x")
+        );
+        assert_eq!(
+            choose(
+                Some("".into()),
+                Some("".into()),
+                Some(1000),
+                none,
+                temp.clone()
+            ),
+            PathBuf::from("/tmp/keyport-1000")
+        );
     }
 }
