@@ -48,7 +48,18 @@ pub fn credential(name: &str, min_valid: i64) -> Result<Credential> {
         })?);
     }
     let kp = Keyport::open()?;
-    Ok(crate::block_on(kp.credential_valid_for(name, min_valid))??)
+    let cred = crate::block_on(kp.credential_valid_for(name, min_valid))??;
+    warn_unsaved(&kp)?;
+    Ok(cred)
+}
+
+/// A renewed token the keychain refused to store lives only in this process: one more
+/// try, else say so (the next call will need the old one, which may be dead).
+fn warn_unsaved(kp: &Keyport) -> Result<()> {
+    for (name, e) in crate::block_on(kp.save_unsaved())? {
+        eprintln!("keyport: warning: the renewed token of '{name}' could not be saved ({e}); it is lost when this command ends");
+    }
+    Ok(())
 }
 
 /// Tells a running agent that `name` (its settings, secrets or token) changed. Waits until
@@ -68,7 +79,9 @@ pub fn refresh(name: &str) -> Result<Credential> {
         })?);
     }
     let kp = Keyport::open()?;
-    Ok(crate::block_on(kp.renew(name, None))??)
+    let cred = crate::block_on(kp.renew(name, None))??;
+    warn_unsaved(&kp)?;
+    Ok(cred)
 }
 
 /// A login's steps, for a person at a terminal.

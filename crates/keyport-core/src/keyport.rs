@@ -44,6 +44,7 @@ pub struct Keyport {
     config: ConfigStore,
     keychain: Keychain,
     clock: Arc<dyn Clock>,
+    unsaved: crate::engine::Unsaved,
 }
 
 impl Keyport {
@@ -54,6 +55,7 @@ impl Keyport {
             config,
             keychain: Keychain::new(store),
             clock: SystemClock::shared(),
+            unsaved: Default::default(),
         }
     }
 
@@ -78,6 +80,26 @@ impl Keyport {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// Tokens obtained but not saved yet (the keychain refused the write): kept in memory
+    /// and saved on their next use. A process about to exit can name them.
+    pub fn unsaved(&self) -> &crate::engine::Unsaved {
+        &self.unsaved
+    }
+
+    /// Tries once more to save the tokens only this process holds (before it exits);
+    /// returns the profiles whose token is still not saved, with why.
+    pub async fn save_unsaved(&self) -> Vec<(String, Error)> {
+        let mut failed = Vec::new();
+        for (name, t) in self.unsaved.take_all() {
+            let n = name.clone();
+            let result = self.keychain.run(move |s| t.save(s, &n)).await;
+            if let Err(e) = result {
+                failed.push((name, e.into()));
+            }
+        }
+        failed
     }
 
     /// Deletes `names`' token state, each under its profile's lock (blocking).

@@ -440,6 +440,8 @@ impl Agent {
         let _ = (&mut self.task).await;
         let drained = async {
             let _ = self.drained.recv().await;
+            // a rotated token the keychain refused earlier: one more try before exiting
+            let _ = self.kp.save_unsaved().await;
             self.kp.keychain().flush().await;
         };
         let _ = tokio::time::timeout(self.grace, drained).await;

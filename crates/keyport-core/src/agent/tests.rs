@@ -180,6 +180,8 @@ fn answer(st: &(Mutex<FakeState>, Condvar), mut req: tiny_http::Request) {
 struct CountingStore {
     inner: MemoryStore,
     gets: AtomicUsize,
+    /// The next this many writes fail (a locked keychain, a D-Bus hiccup).
+    failing_writes: AtomicUsize,
 }
 
 impl SecretStore for CountingStore {
@@ -188,6 +190,16 @@ impl SecretStore for CountingStore {
         self.inner.get(key)
     }
     fn set(&self, key: &ItemKey, value: &Secret) -> Result<(), KeychainError> {
+        let fail = self
+            .failing_writes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Err(KeychainError::Locked {
+                service: key.service,
+                account: key.account.clone(),
+            });
+        }
         self.inner.set(key, value)
     }
     fn delete(&self, key: &ItemKey) -> Result<bool, KeychainError> {
@@ -844,6 +856,61 @@ async fn stop_waits_for_a_refresh_in_flight_so_the_rotated_token_is_saved() {
     let saved = s.stored(&name).unwrap();
     assert_eq!(saved.refresh_token.unwrap().expose(), "rt-1");
     assert_eq!(saved.access_token.expose(), "at-1");
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_survives_a_failed_save() {
+    let s = setup(60);
+    let name = unique("rotating");
+    s.add(
+        &name,
+        "oauth2-auth-code",
+        &[
+            ("authorize_url", &format!("{}/oauth/authorize", s.fake.url)),
+            ("token_url", &format!("{}/oauth/token", s.fake.url)),
+            ("client_id", "app"),
+        ],
+        &[],
+    );
+    TokenState {
+        access_token: Secret::new("at-0"),
+        refresh_token: Some(Secret::new("rt-0")),
+        expires_at: Some(s.t0 + secs(60)),
+        obtained_at: s.t0,
+        scopes: vec![],
+        sliding: false,
+        widget_url: None,
+        fingerprint: Some(s.fingerprint(&name)),
+    }
+    .save(&s.store.inner, &name)
+    .unwrap();
+    s.clock.advance(secs(45));
+    // The provider rotates rt-0 -> rt-1, and the keychain refuses the write.
+    s.store.failing_writes.store(1, Ordering::SeqCst);
+    let c = s.kp.credential_valid_for(&name, 30).await.unwrap();
+    assert_eq!(
+        c.main_value().expose(),
+        "Bearer at-1",
+        "the new token is served"
+    );
+    assert_eq!(
+        s.stored(&name).unwrap().refresh_token.unwrap().expose(),
+        "rt-0",
+        "not saved"
+    );
+    assert_eq!(s.kp.unsaved().names(), vec![name.clone()], "kept in memory");
+    // The next use saves it, and the next refresh uses rt-1: the session goes on.
+    s.clock.advance(secs(45));
+    let c = s.kp.credential_valid_for(&name, 30).await.unwrap();
+    assert_eq!(c.main_value().expose(), "Bearer at-2");
+    let bodies = s.fake.bodies();
+    assert!(bodies[0].contains("refresh_token=rt-0"), "{bodies:?}");
+    assert!(bodies[1].contains("refresh_token=rt-1"), "{bodies:?}");
+    assert_eq!(
+        s.stored(&name).unwrap().refresh_token.unwrap().expose(),
+        "rt-2"
+    );
+    assert!(s.kp.unsaved().names().is_empty());
 }
 
 // ---- logins ---------------------------------------------------------------------------------

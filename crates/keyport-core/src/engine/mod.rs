@@ -54,6 +54,33 @@ pub(crate) struct Ctx<'a> {
     /// Tokens a call sends (a refresh token, the parent's credential): scrubbed from error
     /// text like the secrets, in case an endpoint echoes what it got.
     pub tokens: Vec<Secret>,
+    pub unsaved: &'a Unsaved,
+}
+
+/// Token states this process obtained but could not save to the keychain yet, by profile.
+#[derive(Debug, Default)]
+pub struct Unsaved(std::sync::Mutex<std::collections::HashMap<String, TokenState>>);
+
+impl Unsaved {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, TokenState>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn get(&self, name: &str) -> Option<TokenState> {
+        self.map().get(name).cloned()
+    }
+    fn keep(&self, name: &str, t: TokenState) {
+        self.map().insert(name.to_string(), t);
+    }
+    fn forget(&self, name: &str) {
+        self.map().remove(name);
+    }
+    /// The profiles whose token is only in memory.
+    pub fn names(&self) -> Vec<String> {
+        self.map().keys().cloned().collect()
+    }
+    pub(crate) fn take_all(&self) -> Vec<(String, TokenState)> {
+        self.map().drain().collect()
+    }
 }
 
 impl<'a> Ctx<'a> {
@@ -79,6 +106,7 @@ impl<'a> Ctx<'a> {
             clock: kp.clock().as_ref(),
             fingerprint: profile.token_fingerprint(),
             tokens: Vec::new(),
+            unsaved: kp.unsaved(),
         })
     }
 
@@ -96,9 +124,17 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
-    /// The stored token state, if there is one obtained with the current settings and
-    /// secrets (one keychain call).
+    /// The token state, if there is one obtained with the current settings and secrets:
+    /// one this process could not save yet (its save is tried again now), else the stored
+    /// one (one keychain call).
     pub async fn load_token(&self) -> Result<Option<TokenState>> {
+        let pending = self.unsaved.get(self.name);
+        if let Some(t) = pending.filter(|t| t.matches(&self.fingerprint)) {
+            if self.write_token(&t).await.is_ok() {
+                self.unsaved.forget(self.name);
+            }
+            return Ok(Some(t));
+        }
         let name = self.name.to_string();
         let t = self
             .keychain
@@ -107,16 +143,27 @@ impl<'a> Ctx<'a> {
         Ok(t.filter(|t| t.matches(&self.fingerprint)))
     }
 
-    /// Saves token state, stamped with the profile's fingerprint. Callers hold the
-    /// profile's lock.
-    pub async fn save_token(&self, t: &mut TokenState) -> Result<()> {
-        t.fingerprint = Some(self.fingerprint.clone());
+    async fn write_token(&self, t: &TokenState) -> Result<()> {
         let (name, t) = (self.name.to_string(), t.clone());
         Ok(self.keychain.run(move |s| t.save(s, &name)).await?)
     }
 
+    /// Saves token state, stamped with the profile's fingerprint. Callers hold the
+    /// profile's lock. A failed write does not lose the token: it is kept in this process
+    /// and the save is tried again on its next use (a rotated refresh token may be the only
+    /// valid one there is).
+    pub async fn save_token(&self, t: &mut TokenState) -> Result<()> {
+        t.fingerprint = Some(self.fingerprint.clone());
+        self.unsaved.forget(self.name);
+        if self.write_token(t).await.is_err() {
+            self.unsaved.keep(self.name, t.clone());
+        }
+        Ok(())
+    }
+
     /// Deletes the token state. Callers hold the profile's lock.
     pub async fn delete_token(&self) -> Result<bool> {
+        self.unsaved.forget(self.name);
         let name = self.name.to_string();
         Ok(self
             .keychain
