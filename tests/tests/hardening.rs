@@ -395,3 +395,220 @@ fn the_cli_and_the_agent_agree_on_the_runtime_dir_however_started() {
         let _ = std::fs::remove_dir(&run_user);
     }
 }
+
+/// Every seed flow with distinctive secrets, through the CLI, the agent (detached, with
+/// its log, renewals, failures and notifications) and logins; then every file under the
+/// config, runtime, home and temp dirs, every line of output that is not a credential the
+/// user asked for, and the notification sink are searched for each secret and refresh
+/// token: none is found outside the keychain.
+#[test]
+fn canary_secrets_appear_nowhere_but_the_keychain() {
+    require_session();
+    let fake = Fake::start(Lifetimes {
+        patchworks: std::time::Duration::from_secs(3),
+        ..Default::default()
+    });
+    let idp = keyport_system_tests::oidc::Oidc::start(60);
+    let kp = Keyport::new();
+    let (home, tmp) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut logs = String::new();
+    // `credential`: stdout is a credential the user asked for (not searched)
+    let mut run = |args: &[&str], stdin: &str, credential: bool| -> Run {
+        let mut c = kp.command();
+        c.args(args)
+            .env("HOME", home.path())
+            .env("TMPDIR", tmp.path())
+            .env("BROWSER", keyport_system_tests::oidc::fake_browser())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        let o = child.wait_with_output().unwrap();
+        let r = Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        };
+        logs += &r.stderr;
+        if !credential {
+            logs += &r.stdout;
+        }
+        r
+    };
+    let canary = |s: &str| format!("canary-{s}-9f1e");
+    let mut secrets: Vec<String> = vec![
+        IMPROVADO_PASSWORD.into(),
+        PATCHWORKS_PASSWORD.into(),
+        AIRBYTE_CLIENT_SECRET.into(),
+        "service-secret-0f3b".into(),
+    ];
+    // static seed schemes (000 Improvado Basic, 001 Patchworks key, 002 Frappe)
+    let statics: [(&str, &[&str], &str); 4] = [
+        (
+            "improvado-basic",
+            &["--set", "username=analyst@example.com"],
+            "password",
+        ),
+        ("patchworks-api-key", &[], "api_key"),
+        (
+            "frappe-token",
+            &[
+                "--set",
+                "base_url=https://erp.example.com",
+                "--set",
+                "api_key=fk",
+            ],
+            "api_secret",
+        ),
+        (
+            "frappe-basic",
+            &[
+                "--set",
+                "base_url=https://erp.example.com",
+                "--set",
+                "api_key=fk",
+            ],
+            "api_secret",
+        ),
+    ];
+    let mut names = Vec::new();
+    for (preset, sets, field) in statics {
+        let name = unique(preset);
+        let value = canary(preset);
+        let mut args = vec!["profile", "add", &name, "--preset", preset];
+        args.extend_from_slice(sets);
+        args.extend(["--secret", field]);
+        assert_eq!(run(&args, &format!("{value}\n"), false).code, 0);
+        secrets.push(value);
+        names.push(name);
+    }
+    // token engines against the fakes (000, 001, 004) and the OpenID provider (003)
+    let (imp, pw, op, scoped, widget) = (
+        unique("imp"),
+        unique("pw"),
+        unique("op"),
+        unique("scoped"),
+        unique("widget"),
+    );
+    fake.add_improvado(&kp, &imp, 1800);
+    fake.add_patchworks(&kp, &pw);
+    fake.add_airbyte_operator(&kp, &op);
+    add_airbyte_scoped(&kp, &scoped, &op, "ws1");
+    kp.add(
+        &widget,
+        "airbyte-widget",
+        &[
+            "--set",
+            &format!("parent={op}"),
+            "--set",
+            "workspace_name=ws1",
+            "--set",
+            "allowed_origin=https://app.example.com",
+        ],
+        &[],
+    );
+    let (user, service) = (unique("4insight-user"), unique("4insight-service"));
+    idp.add_native_profile(&kp, &user, "4insight-user");
+    kp.add(
+        &service,
+        "4insight-service",
+        &[
+            "--set",
+            &format!("token_url={}/token", idp.issuer),
+            "--set",
+            "client_id=keyport-service",
+        ],
+        &[("client_secret", "service-secret-0f3b")],
+    );
+    assert_eq!(run(&["login", &user, "--timeout", "30"], "", false).code, 0);
+    names.extend([
+        imp,
+        pw.clone(),
+        op.clone(),
+        scoped.clone(),
+        widget,
+        user.clone(),
+        service,
+    ]);
+    for n in &names {
+        assert_eq!(run(&["token", n], "", true).code, 0, "{n}");
+        assert_eq!(run(&["header", n], "", true).code, 0, "{n}");
+        assert_eq!(run(&["token", n, "--json"], "", true).code, 0, "{n}");
+        run(&["profile", "show", n, "--json"], "", false);
+    }
+    // failures that quote what was sent
+    fake.set_fault(Fault::Echo(500));
+    assert_eq!(run(&["refresh", &scoped], "", false).code, 1);
+    assert_eq!(run(&["refresh", &pw], "", false).code, 1);
+    fake.set_fault(Fault::None);
+    // the agent, detached (its log in the runtime dir), renewing and failing
+    assert_eq!(
+        run(
+            &[
+                "agent",
+                "--lead",
+                "1",
+                "--notify-after",
+                "1",
+                "--backoff-base-ms",
+                "300"
+            ],
+            "",
+            false
+        )
+        .code,
+        0
+    );
+    let mut watch = kp.watch();
+    watch.wait_for("a renewal", |e| {
+        e["event"] == "renewal_succeeded" && e["profile"]["name"] == pw.as_str()
+    });
+    fake.set_fault(Fault::Echo(500));
+    watch.wait_failure(&pw, "you sent");
+    eventually("the failure notification", || {
+        !notifications_for(&pw).is_empty()
+    });
+    fake.set_fault(Fault::None);
+    for n in &names {
+        assert_eq!(run(&["token", n], "", true).code, 0, "{n}");
+    }
+    run(&["status"], "", false);
+    run(&["status", "--json"], "", false);
+    drop(watch);
+    // the refresh token of the OAuth login is a canary too: it is never shown anywhere
+    let rt: serde_json::Value =
+        serde_json::from_str(&secret_tool_lookup("keyport-token", &user).unwrap()).unwrap();
+    secrets.push(rt["refresh_token"].as_str().unwrap().to_string());
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(kp.runtime_dir().join("agent.json")).unwrap(),
+    )
+    .unwrap();
+    let _ = std::process::Command::new("kill")
+        .arg(info["pid"].to_string())
+        .status();
+    assert_eq!(run(&["logout", &user], "", false).code, 0);
+
+    let needles: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    for dir in [
+        kp.config_dir(),
+        kp.runtime_dir(),
+        home.path().into(),
+        tmp.path().into(),
+    ] {
+        assert_no_bytes_under(&dir, &needles);
+    }
+    assert!(
+        std::fs::read_to_string(kp.runtime_dir().join("agent.log")).is_ok_and(|l| !l.is_empty()),
+        "the agent's log was searched"
+    );
+    let sink = std::env::var_os("NOTIFY_SINK_LOG")
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .unwrap_or_default();
+    assert!(sink.contains(&pw), "the sink has this test's notification");
+    for s in &secrets {
+        assert!(!logs.contains(s.as_str()), "{s} in the output: {logs}");
+        assert!(!sink.contains(s.as_str()), "{s} in a notification");
+    }
+}
