@@ -19,6 +19,9 @@
 //! (the agent keeps what it serves in memory) and listing items (we always know the
 //! accounts from the config).
 
+#[cfg(target_os = "linux")]
+mod secret_service;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -51,7 +54,7 @@ impl ItemKey {
         }
     }
 
-    fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self.service {
             Self::SECRETS_SERVICE => format!("Keyport secrets: {}", self.account),
             _ => format!("Keyport token: {}", self.account),
@@ -188,37 +191,29 @@ impl Keychain {
     }
 }
 
-/// The real OS keychain through the `keyring` crate.
+/// The real OS keychain: on Linux the Secret Service with one session per process
+/// (`secret_service.rs`), elsewhere through the `keyring` crate.
 #[derive(Debug)]
-pub struct KeyringStore(());
+pub struct KeyringStore {
+    #[cfg(target_os = "linux")]
+    session: secret_service::SessionStore,
+}
 
 impl KeyringStore {
     /// Fails when keyring was built without a persistent platform store: its silent mock
     /// would accept every secret and forget it at exit.
     pub fn new() -> Result<Self, KeychainError> {
         refuse_mock(keyring::default::default_credential_builder().persistence())?;
-        Ok(KeyringStore(()))
+        Ok(KeyringStore {
+            #[cfg(target_os = "linux")]
+            session: Default::default(),
+        })
     }
 
+    #[cfg(not(target_os = "linux"))]
     fn entry(key: &ItemKey) -> Result<keyring::Entry, KeychainError> {
-        #[cfg(target_os = "linux")]
-        {
-            // Same attributes as keyring's own entries (so `secret-tool lookup service S
-            // username A` finds them), with a label a person recognizes in Seahorse.
-            let mut cred = keyring::secret_service::SsCredential::new_with_target(
-                None,
-                key.service,
-                &key.account,
-            )
-            .map_err(|e| map_error("open", key, e))?;
-            cred.label = key.label();
-            Ok(keyring::Entry::new_with_credential(Box::new(cred)))
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = key.label();
-            keyring::Entry::new(key.service, &key.account).map_err(|e| map_error("open", key, e))
-        }
+        let _ = key.label();
+        keyring::Entry::new(key.service, &key.account).map_err(|e| map_error("open", key, e))
     }
 }
 
@@ -232,6 +227,7 @@ fn refuse_mock(
     }
 }
 
+#[cfg(not(target_os = "linux"))]
 fn map_error(op: &'static str, key: &ItemKey, e: keyring::Error) -> KeychainError {
     use keyring::Error as K;
     let other = |detail: String| KeychainError::Other {
@@ -283,6 +279,20 @@ fn map_error(op: &'static str, key: &ItemKey, e: keyring::Error) -> KeychainErro
     }
 }
 
+#[cfg(target_os = "linux")]
+impl SecretStore for KeyringStore {
+    fn get(&self, key: &ItemKey) -> Result<Option<Secret>, KeychainError> {
+        self.session.get(key)
+    }
+    fn set(&self, key: &ItemKey, value: &Secret) -> Result<(), KeychainError> {
+        self.session.set(key, value)
+    }
+    fn delete(&self, key: &ItemKey) -> Result<bool, KeychainError> {
+        self.session.delete(key)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
 impl SecretStore for KeyringStore {
     fn get(&self, key: &ItemKey) -> Result<Option<Secret>, KeychainError> {
         match Self::entry(key)?.get_password() {
