@@ -5,8 +5,9 @@
 //! binary secrets byte for byte), and from the token engines on one item for its token state
 //! (service `keyport-token`). On Linux the items carry a readable label for Seahorse.
 //!
-//! [`KeyringStore`] is the real store (keyring crate: Secret Service, macOS Keychain, Windows
-//! Credential Manager) and refuses to run on keyring's in-memory mock. [`MemoryStore`] exists
+//! [`KeyringStore`] is the real store: on Linux the Secret Service with one session for the
+//! whole process (`secret_service.rs`), on macOS and Windows the keyring crate (Keychain,
+//! Credential Manager); it refuses to run on keyring's in-memory mock. [`MemoryStore`] exists
 //! for unit tests of single modules only.
 //!
 //! Keychain calls block (a Secret Service call is a D-Bus round trip that opens a session
