@@ -270,7 +270,14 @@ mod unix {
         let me = crate::process::uid();
         let peer = stream.peer_cred().map(|c| c.uid());
         if peer.as_ref().ok() != Some(&me) {
-            let (_, mut w) = stream.into_split();
+            let (r, mut w) = stream.into_split();
+            // (its request is read, not served: answering before it was sent would make the
+            // client's write fail instead of showing it why)
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                read_line(&mut tokio::io::BufReader::new(r)),
+            )
+            .await;
             let who = peer.map_or_else(|e| format!("unknown ({e})"), |u| u.to_string());
             let msg = format!("refused: this agent serves only user {me}, not {who}");
             write(&mut w, &error(ErrorKind::Invalid, msg)).await;
