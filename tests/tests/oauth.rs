@@ -436,3 +436,50 @@ fn waiting_for_a_login_without_a_browser_and_ctrl_c() {
     assert_eq!(secret_tool_lookup("keyport-token", &name), None);
     kp.run(&["profile", "rm", &name]).ok();
 }
+
+/// An OAuth profile's API base URL (where the loopback helper sends requests) is not part
+/// of how its token is obtained: moving it keeps the session; changing a login setting
+/// does not.
+#[test]
+fn moving_the_api_base_url_keeps_the_session() {
+    require_session();
+    let idp = Oidc::start(60);
+    let kp = Keyport::new();
+    let browser = Browser::new();
+    let name = user_profile(&kp, &idp, "4insight-user");
+    let r = browser.run(&kp, "approve", &["login", &name, "--timeout", "30"]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    let list: Value =
+        serde_json::from_str(&kp.run(&["profile", "list", "--json"]).ok().stdout).unwrap();
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name.as_str())
+        .unwrap();
+    assert_eq!(
+        row["base_url"], "https://4insight-api-prod.4subsea.net",
+        "the seed's REST API"
+    );
+    let before = secret_tool_lookup("keyport-token", &name).unwrap();
+    kp.run(&[
+        "profile",
+        "set",
+        &name,
+        "base_url=https://api.staging.example",
+    ])
+    .ok();
+    assert_eq!(
+        secret_tool_lookup("keyport-token", &name).as_deref(),
+        Some(before.as_str()),
+        "the session is kept"
+    );
+    assert_eq!(idp.userinfo(&access_token(&kp, &name)), 200);
+    kp.run(&["profile", "set", &name, "scopes=openid"]).ok();
+    assert_eq!(
+        secret_tool_lookup("keyport-token", &name),
+        None,
+        "other scopes: a new login"
+    );
+    kp.run(&["profile", "rm", &name]).ok();
+}

@@ -379,7 +379,7 @@ fn profile(cmd: ProfileCmd) -> Result<()> {
                             "name": n,
                             "preset": p.preset,
                             "scheme": preset::get(&p.preset).map(|x| x.scheme_name()).unwrap_or("?"),
-                            "base_url": p.settings.get("base_url"),
+                            "base_url": cfg.api_base_url(n),
                         })
                     })
                     .collect();
@@ -392,7 +392,7 @@ fn profile(cmd: ProfileCmd) -> Result<()> {
                 println!(
                     "{n:<24} {:<20} {}",
                     p.preset,
-                    p.settings.get("base_url").map_or("", String::as_str)
+                    cfg.api_base_url(n).unwrap_or("")
                 );
             }
             Ok(())

@@ -38,6 +38,20 @@ impl Config {
             .get(name)
             .ok_or_else(|| Error::ProfileNotFound(name.to_string()))
     }
+
+    /// The API a profile's credential is for (the loopback helper's upstream): its own
+    /// `base_url`, else its parent's (a token exchange is for the parent's API), up the
+    /// chain. `None` when no profile on the way sets one.
+    pub fn api_base_url(&self, name: &str) -> Option<&str> {
+        let mut at = self.profiles.get(name)?;
+        for _ in 0..=profile::MAX_CHAIN {
+            if let Some(b) = at.settings.get("base_url") {
+                return Some(b);
+            }
+            at = self.profiles.get(at.settings.get("parent")?)?;
+        }
+        None
+    }
 }
 
 #[derive(Deserialize)]
@@ -327,6 +341,56 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[test]
+    fn the_api_base_url_is_the_profiles_or_its_parents() {
+        let op = preset::get("airbyte-operator").unwrap();
+        let scoped = preset::get("airbyte-scoped").unwrap();
+        let mut c = Config::default();
+        let mut parent = Profile::new(op);
+        parent.apply_setting(op, "client_id", "c").unwrap();
+        c.profiles.insert("op".into(), parent);
+        let mut child = Profile::new(scoped);
+        child.apply_setting(scoped, "parent", "op").unwrap();
+        c.profiles.insert("ws".into(), child.clone());
+        assert_eq!(c.api_base_url("ws"), Some("https://api.airbyte.ai/api/v1"));
+        child
+            .apply_setting(scoped, "base_url", "https://eu.api.example")
+            .unwrap();
+        c.profiles.insert("ws".into(), child);
+        assert_eq!(c.api_base_url("ws"), Some("https://eu.api.example"));
+        let user = preset::get("4insight-user").unwrap();
+        c.profiles.insert("4i".into(), Profile::new(user));
+        assert_eq!(
+            c.api_base_url("4i"),
+            Some("https://4insight-api-prod.4subsea.net")
+        );
+        assert_eq!(c.api_base_url("nope"), None);
+    }
+
+    #[test]
+    fn an_api_only_setting_keeps_the_token_fingerprint() {
+        let user = preset::get("4insight-user").unwrap();
+        let mut p = Profile::new(user);
+        p.apply_setting(user, "client_id", "c").unwrap();
+        let before = p.token_fingerprint();
+        p.apply_setting(user, "base_url", "https://staging.example")
+            .unwrap();
+        assert_eq!(
+            p.token_fingerprint(),
+            before,
+            "the API moved, the session did not"
+        );
+        p.apply_setting(user, "client_id", "other").unwrap();
+        assert_ne!(p.token_fingerprint(), before);
+        // a login endpoint's base_url is where the token comes from
+        let pw = preset::get("patchworks-login").unwrap();
+        let mut q = Profile::new(pw);
+        let before = q.token_fingerprint();
+        q.apply_setting(pw, "base_url", "https://other.example")
+            .unwrap();
+        assert_ne!(q.token_fingerprint(), before);
     }
 
     #[test]

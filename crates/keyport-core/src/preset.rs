@@ -241,6 +241,10 @@ pub struct FieldSpec {
     /// Friendly names for values, e.g. region `us` -> its UUID.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub aliases: std::collections::BTreeMap<String, String>,
+    /// Only for reaching the API (the loopback helper's upstream), not for getting a
+    /// token: changing it keeps the token (and an OAuth session).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub api_only: bool,
     pub help: String,
 }
 

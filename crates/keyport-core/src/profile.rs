@@ -102,8 +102,11 @@ impl Profile {
     /// Identifies what a token of this profile is obtained with: the preset, the settings,
     /// the http options and the revision of the secrets. Stored with every token; a token
     /// whose fingerprint differs was obtained with other settings or secrets and is never
-    /// served. `notify` and extra headers are not part of it (they don't change the token).
+    /// served. `notify`, extra headers and the preset's `api_only` fields (an OAuth
+    /// profile's API `base_url`) are not part of it: they don't change the token.
     pub fn token_fingerprint(&self) -> String {
+        let preset = crate::preset::get(&self.preset).ok();
+        let api_only = |k: &str| preset.and_then(|p| p.field(k)).is_some_and(|f| f.api_only);
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         let mut part = |s: &str| {
@@ -112,7 +115,7 @@ impl Profile {
         };
         part("keyport-token-v1");
         part(&self.preset);
-        for (k, v) in &self.settings {
+        for (k, v) in self.settings.iter().filter(|(k, _)| !api_only(k)) {
             part(k);
             part(v);
         }
