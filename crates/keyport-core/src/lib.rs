@@ -24,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod helper;
 pub mod http;
 pub mod keyport;
 pub mod login;
