@@ -190,6 +190,7 @@ pub fn login(name: &str, opts: LoginOptions, no_browser: bool) -> Result<()> {
 pub struct AgentArgs {
     pub foreground: bool,
     pub config: AgentConfig,
+    pub helper: Option<keyport_core::helper::HelperOptions>,
     /// The arguments to pass on to the foreground process.
     pub passthrough: Vec<String>,
 }
@@ -225,6 +226,7 @@ pub fn agent(args: AgentArgs) -> Result<()> {
             HostOptions {
                 config: args.config,
                 notifier,
+                helper: args.helper,
             },
         )
         .await?;
@@ -233,6 +235,14 @@ pub fn agent(args: AgentArgs) -> Result<()> {
             std::process::id(),
             host.socket().unwrap_or_default().display()
         );
+        if let Some(h) = host.helper().map(|h| h.status()) {
+            if let Some(u) = &h.url {
+                eprintln!("keyport helper on {u}/PROFILE (key: keyport helper key)");
+            }
+            if let Some(e) = &h.error {
+                eprintln!("keyport agent: helper: {e}");
+            }
+        }
         let handle = host.handle();
         loop {
             tokio::select! {
@@ -390,6 +400,9 @@ pub fn status(json: bool, watch: bool) -> Result<()> {
             writeln!(out, "{}", serde_json::to_string_pretty(&profiles)?)?;
         } else {
             table(&mut out, &profiles)?;
+            if let Some(line) = crate::helper_cmd::status_line() {
+                writeln!(out, "\n{line}")?;
+            }
         }
         return Ok(());
     }

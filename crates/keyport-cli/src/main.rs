@@ -14,6 +14,7 @@ use std::process::ExitCode;
 // The agent's control channel is a unix socket: this binary targets Linux and macOS for
 // now (Windows would need a named pipe; docs/ARCHITECTURE.md).
 mod agent_cmd;
+mod helper_cmd;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
@@ -100,6 +101,48 @@ enum Command {
         /// Notify after this many failed renewals in a row.
         #[arg(long, value_name = "N", default_value_t = 3)]
         notify_after: u32,
+        /// The loopback helper's TCP port (default: `port` under [helper] in profiles.toml,
+        /// else 7137; 0 picks a free one).
+        #[arg(long, value_name = "PORT", env = "KEYPORT_HELPER_PORT")]
+        helper_port: Option<u16>,
+        /// Don't serve the loopback helper (neither TCP nor its unix socket).
+        #[arg(long)]
+        no_helper: bool,
+    },
+    /// The loopback helper: local tools reach a profile's API at its URL with a helper key.
+    #[command(subcommand)]
+    Helper(helper_cmd::HelperCmd),
+    /// Run CMD with KEYPORT_BASE_URL (the profile's helper URL) and KEYPORT_HELPER_KEY (a
+    /// key for that profile only, revoked when CMD exits).
+    Exec {
+        name: String,
+        /// Also set KEYPORT_TOKEN and KEYPORT_AUTH_HEADER, for tools that need the
+        /// credential itself (it is then in CMD's environment).
+        #[arg(long)]
+        token: bool,
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        cmd: Vec<std::ffi::OsString>,
+    },
+    /// curl PATH of profile NAME through the helper, for quick checks (ARGS go to curl).
+    Curl {
+        name: String,
+        path: String,
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// git's credential-helper protocol (credential.helper = "!keyport git-credential").
+    GitCredential {
+        #[arg(value_parser = ["get", "store", "erase"])]
+        op: String,
     },
     /// Every profile's state in the running agent, with countdowns.
     Status {
@@ -197,7 +240,18 @@ fn run(cli: Cli) -> Result<()> {
             backoff_base_ms,
             backoff_cap_ms,
             notify_after,
+            helper_port,
+            no_helper,
         } => {
+            let helper = if no_helper {
+                None
+            } else {
+                let settings = Keyport::open()?.load()?.helper;
+                Some(keyport_core::helper::HelperOptions {
+                    port: Some(helper_port.unwrap_or(settings.port)),
+                    origins: settings.allowed_origins,
+                })
+            };
             let mut passthrough = vec![
                 format!("--lead={lead}"),
                 format!("--backoff-base-ms={backoff_base_ms}"),
@@ -207,9 +261,16 @@ fn run(cli: Cli) -> Result<()> {
             if no_notifications {
                 passthrough.push("--no-notifications".into());
             }
+            if no_helper {
+                passthrough.push("--no-helper".into());
+            }
+            if let Some(p) = helper_port {
+                passthrough.push(format!("--helper-port={p}"));
+            }
             agent_cmd::agent(agent_cmd::AgentArgs {
                 foreground,
                 passthrough,
+                helper,
                 config: keyport_core::agent::AgentConfig {
                     lead: std::time::Duration::from_secs(lead),
                     backoff_base: std::time::Duration::from_millis(backoff_base_ms),
@@ -221,6 +282,13 @@ fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Status { json, watch } => agent_cmd::status(json, watch),
+        Command::Helper(cmd) => helper_cmd::helper(cmd),
+        Command::Exec { name, token, cmd } => {
+            let code = helper_cmd::exec(&name, token, &cmd)?;
+            std::process::exit(code);
+        }
+        Command::Curl { name, path, args } => helper_cmd::curl(&name, &path, &args),
+        Command::GitCredential { op } => helper_cmd::git_credential(&op),
         Command::Refresh { name } => {
             let cred = agent_cmd::refresh(&name)?;
             eprintln!("renewed '{name}'{}", valid_until(cred.expires_at));

@@ -30,6 +30,58 @@ pub const DIR_ENV: &str = "KEYPORT_CONFIG_DIR";
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Config {
     pub profiles: BTreeMap<String, Profile>,
+    pub helper: HelperSettings,
+}
+
+/// `[helper]`: the loopback helper's settings (read when the agent starts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelperSettings {
+    /// The TCP port on 127.0.0.1 (fixed, so tools keep their URLs across restarts).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Web origins (`scheme://host[:port]`) whose pages may call the helper, for local
+    /// web development. Every other request with an `Origin` is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+}
+
+fn default_port() -> u16 {
+    crate::helper::DEFAULT_PORT
+}
+
+impl Default for HelperSettings {
+    fn default() -> Self {
+        HelperSettings {
+            port: default_port(),
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl HelperSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// An origin is `scheme://host[:port]`: what a browser sends, nothing more.
+    pub fn check_origin(origin: &str) -> Result<()> {
+        let bad = || {
+            Error::invalid(
+                "allowed_origins",
+                format!(
+                    "'{}' is not a web origin: write scheme://host[:port] with no path or trailing slash, e.g. http://localhost:5173",
+                    crate::error::inert(origin)
+                ),
+            )
+        };
+        let url = url::Url::parse(origin).map_err(|_| bad())?;
+        if !matches!(url.scheme(), "http" | "https") || url.origin().ascii_serialization() != origin
+        {
+            return Err(bad());
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -61,12 +113,16 @@ struct FileIn {
     #[serde(rename = "version")]
     _version: u32,
     #[serde(default)]
+    helper: HelperSettings,
+    #[serde(default)]
     profiles: BTreeMap<String, toml::Spanned<Profile>>,
 }
 
 #[derive(Serialize)]
 struct FileOut<'a> {
     version: u32,
+    #[serde(skip_serializing_if = "HelperSettings::is_default")]
+    helper: &'a HelperSettings,
     profiles: &'a BTreeMap<String, Profile>,
 }
 
@@ -165,6 +221,7 @@ impl ConfigStore {
             "# Keyport profiles. No secrets here: they live in the OS keychain.\n{}",
             toml::to_string_pretty(&FileOut {
                 version: FORMAT_VERSION,
+                helper: &config.helper,
                 profiles: &config.profiles,
             })
             .expect("profiles serialize to TOML")
@@ -234,6 +291,10 @@ fn parse(path: &Path, text: &str) -> Result<Config> {
     }
     let file: FileIn = toml::from_str(text)
         .map_err(|e| config_error(locate(text, e.span()), e.message().to_string()))?;
+    for o in &file.helper.allowed_origins {
+        HelperSettings::check_origin(o)
+            .map_err(|e| config_error("[helper]: ".into(), e.to_string()))?;
+    }
     let mut profiles = BTreeMap::new();
     for (name, spanned) in file.profiles {
         let line = text[..spanned.span().start.min(text.len())]
@@ -263,7 +324,10 @@ fn parse(path: &Path, text: &str) -> Result<Config> {
             )
         })?;
     }
-    Ok(Config { profiles })
+    Ok(Config {
+        profiles,
+        helper: file.helper,
+    })
 }
 
 /// "line N, field F: " for a byte span of `text`.
@@ -321,6 +385,36 @@ mod tests {
             Ok(())
         })
         .unwrap();
+    }
+
+    #[test]
+    fn helper_settings_round_trip_and_origins_are_checked() {
+        let (_d, s) = store();
+        add(&s, "a");
+        assert!(
+            !String::from_utf8(fs::read(s.path()).unwrap())
+                .unwrap()
+                .contains("[helper]"),
+            "defaults are not written"
+        );
+        s.update(|c| {
+            c.helper.port = 8111;
+            c.helper.allowed_origins = vec!["http://localhost:5173".into()];
+            Ok(())
+        })
+        .unwrap();
+        let c = s.load().unwrap();
+        assert_eq!(c.helper.port, 8111);
+        assert_eq!(c.helper.allowed_origins, ["http://localhost:5173"]);
+        assert_eq!(c.profiles.len(), 1);
+        let text = fs::read_to_string(s.path()).unwrap();
+        fs::write(
+            s.path(),
+            text.replace("http://localhost:5173", "http://localhost:5173/"),
+        )
+        .unwrap();
+        let e = s.load().unwrap_err().to_string();
+        assert!(e.contains("not a web origin"), "{e}");
     }
 
     #[test]

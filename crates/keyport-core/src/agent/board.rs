@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 
 use crate::engine::effective_min_valid;
 use crate::error::{Error, ErrorInfo, Result};
+use crate::helper::upstream::Route;
 use crate::scheme::Credential;
 
 /// A credential as the agent serves it: the credential, and its headers as ready-made,
@@ -31,6 +32,9 @@ pub struct Served {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// `--min-valid` is capped at half the lifetime (see [`effective_min_valid`]).
     max_min_valid: i64,
+    /// An upstream answered 401 to it and a renewal was asked for (once per credential, so
+    /// an API that always says 401 cannot make the helper hammer the token endpoint).
+    challenged: AtomicBool,
 }
 
 impl std::fmt::Debug for Served {
@@ -66,6 +70,7 @@ impl Served {
             credential,
             headers,
             max_min_valid,
+            challenged: AtomicBool::new(false),
         })
     }
 
@@ -76,6 +81,11 @@ impl Served {
             None => true,
             Some(x) => x - now >= time::Duration::seconds(min_valid.min(self.max_min_valid)),
         }
+    }
+
+    /// True the first time only: an upstream refused this credential, renew it.
+    pub fn challenge(&self) -> bool {
+        !self.challenged.swap(true, Ordering::Relaxed)
     }
 
     #[inline]
@@ -92,6 +102,8 @@ pub(crate) struct Slot {
     refusal: ArcSwapOption<ErrorInfo>,
     /// A reader handed out a sliding token since the agent last looked.
     used: AtomicBool,
+    /// Where the loopback helper forwards this profile's requests.
+    route: ArcSwapOption<Route>,
 }
 
 impl Slot {
@@ -99,6 +111,11 @@ impl Slot {
     pub fn publish(&self, served: Option<Arc<Served>>, refusal: Option<ErrorInfo>) {
         self.served.store(served);
         self.refusal.store(refusal.map(Arc::new));
+    }
+
+    /// Publishes the helper's route (when the config changed).
+    pub fn set_route(&self, route: Route) {
+        self.route.store(Some(Arc::new(route)));
     }
 
     #[cfg(test)]
@@ -192,6 +209,17 @@ impl Board {
             Found::Miss => Lookup::Miss,
             Found::NotFound => Lookup::NotFound,
         })
+    }
+
+    /// Where the helper forwards `name`'s requests; `None` for an unknown profile.
+    pub fn route(&self, name: &str) -> Option<Arc<Route>> {
+        let slots = self.slots.load();
+        let slot = slots.get(name)?;
+        Some(slot.route.load_full().unwrap_or_else(|| {
+            Arc::new(Route::Unusable(format!(
+                "profile '{name}' is still being read: try again"
+            )))
+        }))
     }
 
     pub fn contains(&self, name: &str) -> bool {

@@ -51,6 +51,16 @@ pub enum Request {
     CancelLogin {
         profile: String,
     },
+    /// The loopback helper's address and counters.
+    Helper,
+    /// A helper key operation.
+    HelperKey {
+        action: crate::helper::keys::KeyAction,
+    },
+    /// The helper's access log; with `follow`, every entry after it too.
+    HelperLog {
+        follow: bool,
+    },
 }
 
 /// A credential on the wire (the channel is the user's own). `Debug` leaves the header
@@ -137,6 +147,31 @@ pub enum Response {
     Error {
         error: ErrorInfo,
     },
+    Helper {
+        info: crate::helper::HelperInfo,
+    },
+    /// The answer to a key operation: the secret it shows, if any, and every key.
+    Keys {
+        secret: Option<String>,
+        keys: Vec<crate::helper::keys::KeyInfo>,
+    },
+    /// One access log entry (`helper_log`).
+    Log {
+        entry: crate::helper::log::Entry,
+    },
+}
+
+/// What the control channel serves: the agent, and the helper when it runs.
+#[derive(Clone)]
+pub struct Services {
+    pub agent: super::AgentHandle,
+    pub helper: Option<crate::helper::Helper>,
+}
+
+fn no_helper() -> crate::error::Error {
+    crate::error::Error::Agent(
+        "the running agent does not serve the helper (started with --no-helper): restart it with keyport agent".into(),
+    )
 }
 
 pub fn socket_path() -> Result<PathBuf> {
@@ -159,7 +194,7 @@ mod unix {
     use tokio::net::UnixListener;
     use tokio::sync::mpsc;
 
-    use super::{Request, Response, MAX_REQUEST};
+    use super::{Request, Response, Services, MAX_REQUEST};
     use crate::agent::AgentHandle;
     use crate::error::{Error, ErrorInfo, ErrorKind, Result};
     use crate::login::{Cancel, LoginStep, LoginUi};
@@ -204,14 +239,14 @@ mod unix {
     }
 
     /// Serves connections until the task is dropped.
-    pub async fn serve(listener: Arc<Listener>, handle: AgentHandle) {
+    pub async fn serve(listener: Arc<Listener>, services: Services) {
         loop {
             let Ok((stream, _)) = listener.listener.accept().await else {
                 // e.g. out of file descriptors: don't spin
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            tokio::spawn(connection(stream, handle.clone()));
+            tokio::spawn(connection(stream, services.clone()));
         }
     }
 
@@ -264,7 +299,8 @@ mod unix {
         }
     }
 
-    async fn connection(stream: tokio::net::UnixStream, handle: AgentHandle) {
+    async fn connection(stream: tokio::net::UnixStream, services: Services) {
+        let handle = &services.agent;
         // The socket is 0600 in a 0700 dir; this holds even when those modes were changed
         // (or a dir up the path is shared): only our own user is served.
         let me = crate::process::uid();
@@ -308,14 +344,17 @@ mod unix {
                 }
             };
             let resp = match req {
-                Request::Watch => return watch(&handle, &mut w).await,
+                Request::Watch => return watch(handle, &mut w).await,
+                Request::HelperLog { follow } => {
+                    return helper_log(services.helper.as_ref(), follow, &mut w).await
+                }
                 Request::Login { profile, options } => {
-                    match login(&handle, profile, options, &mut r, &mut w).await {
+                    match login(handle, profile, options, &mut r, &mut w).await {
                         Some(resp) => resp,
                         None => return,
                     }
                 }
-                other => dispatch(&handle, other).await,
+                other => dispatch(&services, other).await,
             };
             if !write(&mut w, &resp).await {
                 return;
@@ -323,10 +362,27 @@ mod unix {
         }
     }
 
-    async fn dispatch(handle: &AgentHandle, req: Request) -> Response {
+    async fn dispatch(services: &Services, req: Request) -> Response {
+        let handle = &services.agent;
         let answer =
             |r: Result<Response>| r.unwrap_or_else(|e| Response::Error { error: e.into() });
         match req {
+            Request::Helper => answer(
+                services
+                    .helper
+                    .as_ref()
+                    .map(|h| Response::Helper { info: h.status() })
+                    .ok_or_else(super::no_helper),
+            ),
+            Request::HelperKey { action } => {
+                let Some(h) = services.helper.as_ref() else {
+                    return answer(Err(super::no_helper()));
+                };
+                answer(h.key(action).await.map(|(secret, keys)| Response::Keys {
+                    secret: secret.map(|s| s.expose().to_string()),
+                    keys,
+                }))
+            }
             Request::Token { profile, min_valid } => answer(
                 handle
                     .credential(&profile, min_valid)
@@ -361,7 +417,9 @@ mod unix {
                 handle.cancel_login(&profile);
                 Response::Done
             }
-            Request::Watch | Request::Login { .. } => unreachable!("handled by the connection"),
+            Request::Watch | Request::Login { .. } | Request::HelperLog { .. } => {
+                unreachable!("handled by the connection")
+            }
         }
     }
 
@@ -372,6 +430,40 @@ mod unix {
         while let Some(event) = sub.next().await {
             if !write(w, &Response::Event { event }).await {
                 return;
+            }
+        }
+    }
+
+    /// The access log, then (with `follow`) every new entry until the client goes.
+    async fn helper_log<W: tokio::io::AsyncWrite + Unpin>(
+        helper: Option<&crate::helper::Helper>,
+        follow: bool,
+        w: &mut W,
+    ) {
+        let Some(h) = helper else {
+            let e: ErrorInfo = super::no_helper().into();
+            write(w, &Response::Error { error: e }).await;
+            return;
+        };
+        let (kept, mut rx) = h.log();
+        for entry in kept {
+            if !write(w, &Response::Log { entry }).await {
+                return;
+            }
+        }
+        if !follow {
+            write(w, &Response::Done).await;
+            return;
+        }
+        loop {
+            match rx.recv().await {
+                Ok(entry) => {
+                    if !write(w, &Response::Log { entry }).await {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
             }
         }
     }

@@ -15,6 +15,7 @@ use super::{stopping, AgentConfig, AgentEvent, AgentHandle, Msg, ProfileStatus, 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, ErrorInfo, Result};
+use crate::helper::upstream::Route;
 use crate::keyport::Keyport;
 use crate::login::{Cancel, DesktopLoginUi, LoginOptions, LoginStep, LoginUi};
 use crate::notify::{Event, Notice, Notifier};
@@ -894,6 +895,12 @@ impl Core {
         }
         for name in rescan.iter().filter(|n| !touched.contains(*n)) {
             self.rescan(name);
+        }
+        // The helper's routes: a child's follows its parent's base URL, so all of them.
+        if old.profiles != new.profiles || !later {
+            for (name, e) in &self.entries {
+                e.slot.set_route(Route::of(&new, name));
+            }
         }
         if board_changed {
             self.handle.board.set_slots(

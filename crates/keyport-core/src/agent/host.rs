@@ -4,7 +4,7 @@
 //! [`Host::start`] takes the single-agent lock of the user's runtime dir (a second host,
 //! CLI or app, gets [`Error::AgentRunning`] with the first one's pid and never a second set
 //! of renewals), starts the [`Agent`], opens the control channel and writes `agent.json`
-//! (pid and socket, 0600, for people and scripts). [`Host::stop`] closes the channel first
+//! (pid and socket, 0600, for people and scripts), and serves the loopback helper. [`Host::stop`] closes the channel first
 //! (new CLI calls go standalone and wait on the profile locks), then stops the agent,
 //! which waits for its renewals, then releases the lock. Only the transport differs by
 //! platform (see [`control`](super::control)). Left out on purpose: signals, detaching and
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Agent, AgentConfig, AgentHandle};
 use crate::error::{Error, Result};
+use crate::helper::{Helper, HelperOptions};
 use crate::keyport::Keyport;
 use crate::notify::Notifier;
 use crate::paths::runtime_dir;
@@ -26,6 +27,8 @@ use crate::paths::runtime_dir;
 pub struct HostOptions {
     pub config: AgentConfig,
     pub notifier: Arc<dyn Notifier>,
+    /// Serve the loopback helper (`None`: don't).
+    pub helper: Option<HelperOptions>,
 }
 
 /// What `agent.json` says.
@@ -93,6 +96,7 @@ fn claim(socket: Option<PathBuf>) -> Result<Claim> {
 
 pub struct Host {
     agent: Agent,
+    helper: Option<Helper>,
     serving: Option<tokio::task::JoinHandle<()>>,
     #[cfg(unix)]
     listener: Option<Arc<super::control::Listener>>,
@@ -107,15 +111,24 @@ impl Host {
         #[cfg(not(unix))]
         let socket: Option<PathBuf> = None;
         let claim = claim(socket.clone())?;
-        let agent = Agent::start(kp, opts.config, opts.notifier)?;
+        let agent = Agent::start(kp.clone(), opts.config, opts.notifier)?;
+        let helper = match opts.helper {
+            Some(h) => Some(Helper::start(agent.handle(), kp, h).await),
+            None => None,
+        };
         #[cfg(unix)]
         {
             let listener = Arc::new(super::control::Listener::bind(
                 socket.as_deref().expect("unix has a socket"),
             )?);
-            let serving = tokio::spawn(super::control::serve(listener.clone(), agent.handle()));
+            let services = super::control::Services {
+                agent: agent.handle(),
+                helper: helper.clone(),
+            };
+            let serving = tokio::spawn(super::control::serve(listener.clone(), services));
             Ok(Host {
                 agent,
+                helper,
                 serving: Some(serving),
                 listener: Some(listener),
                 claim,
@@ -126,6 +139,7 @@ impl Host {
             let _ = socket;
             Ok(Host {
                 agent,
+                helper,
                 serving: None,
                 claim,
             })
@@ -134,6 +148,11 @@ impl Host {
 
     pub fn handle(&self) -> AgentHandle {
         self.agent.handle()
+    }
+
+    /// The loopback helper, if it was started.
+    pub fn helper(&self) -> Option<&Helper> {
+        self.helper.as_ref()
     }
 
     /// Where the control channel listens, if there is one.
@@ -147,6 +166,9 @@ impl Host {
     /// Closes the control channel, stops the agent (waiting, bounded, for work in flight)
     /// and releases the single-agent lock.
     pub async fn stop(mut self) {
+        if let Some(h) = self.helper.take() {
+            h.stop();
+        }
         if let Some(s) = self.serving.take() {
             s.abort();
             let _ = s.await;

@@ -38,6 +38,7 @@ pub struct ItemKey {
 impl ItemKey {
     pub const SECRETS_SERVICE: &'static str = "keyport";
     pub const TOKEN_SERVICE: &'static str = "keyport-token";
+    pub const HELPER_SERVICE: &'static str = "keyport-helper";
 
     /// The item holding a profile's secret fields.
     pub fn secrets(profile: &str) -> Self {
@@ -55,9 +56,18 @@ impl ItemKey {
         }
     }
 
+    /// The one item holding every helper key (`helper/keys.rs`).
+    pub fn helper_keys() -> Self {
+        ItemKey {
+            service: Self::HELPER_SERVICE,
+            account: "keys".into(),
+        }
+    }
+
     pub(crate) fn label(&self) -> String {
         match self.service {
             Self::SECRETS_SERVICE => format!("Keyport secrets: {}", self.account),
+            Self::HELPER_SERVICE => "Keyport helper keys".into(),
             _ => format!("Keyport token: {}", self.account),
         }
     }
@@ -119,6 +129,8 @@ type Job = Box<dyn FnOnce(&dyn SecretStore) + Send>;
 #[derive(Clone)]
 pub struct Keychain {
     tx: std::sync::mpsc::Sender<Job>,
+    /// Calls submitted so far (`keyport helper status` shows it: a proxied request makes none).
+    calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Keychain {
@@ -142,7 +154,15 @@ impl Keychain {
                 }
             })
             .expect("spawn the keychain thread");
-        Keychain { tx }
+        Keychain {
+            tx,
+            calls: Default::default(),
+        }
+    }
+
+    /// How many keychain calls this process has made.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn submit<T: Send + 'static>(
@@ -150,6 +170,8 @@ impl Keychain {
         f: impl FnOnce(&dyn SecretStore) -> Result<T, KeychainError> + Send + 'static,
         reply: impl FnOnce(Result<T, KeychainError>) + Send + 'static,
     ) -> Result<(), KeychainError> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.tx
             .send(Box::new(move |s| reply(f(s))))
             .map_err(|_| KeychainError::Owner("the keychain thread has stopped"))
