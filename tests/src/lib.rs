@@ -7,6 +7,7 @@
 
 pub mod fakes;
 pub mod oidc;
+pub mod upstream;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -128,6 +129,8 @@ impl Keyport {
         c.env("KEYPORT_CONFIG_DIR", self.config_dir());
         // Each test has its own runtime dir: its own agent (or none), its own lock files.
         c.env("KEYPORT_RUNTIME_DIR", self.dir.path().join("run"));
+        // ...and its own helper port (tests run in parallel; 0 picks a free one).
+        c.env("KEYPORT_HELPER_PORT", "0");
         c
     }
 
