@@ -221,10 +221,14 @@ fn b64url(v: &[u8]) -> String {
 fn respond(req: tiny_http::Request, status: u16, body: &str) {
     let header =
         tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).unwrap();
+    // One request per connection: tiny_http parks a thread on every kept-alive connection
+    // and can leave a new connection unread meanwhile (seen with 20 concurrent clients).
+    let close = tiny_http::Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap();
     let _ = req.respond(
         tiny_http::Response::from_string(body)
             .with_status_code(status)
-            .with_header(header),
+            .with_header(header)
+            .with_header(close),
     );
 }
 

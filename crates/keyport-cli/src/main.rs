@@ -247,10 +247,10 @@ fn run(cli: Cli) -> Result<()> {
                 None
             } else {
                 let settings = Keyport::open()?.load()?.helper;
-                Some(keyport_core::helper::HelperOptions {
-                    port: Some(helper_port.unwrap_or(settings.port)),
-                    origins: settings.allowed_origins,
-                })
+                Some(keyport_core::helper::HelperOptions::new(
+                    Some(helper_port.unwrap_or(settings.port)),
+                    settings.allowed_origins,
+                ))
             };
             let mut passthrough = vec![
                 format!("--lead={lead}"),

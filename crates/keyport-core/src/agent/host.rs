@@ -167,7 +167,7 @@ impl Host {
     /// and releases the single-agent lock.
     pub async fn stop(mut self) {
         if let Some(h) = self.helper.take() {
-            h.stop();
+            h.stop().await;
         }
         if let Some(s) = self.serving.take() {
             s.abort();

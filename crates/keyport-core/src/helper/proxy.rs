@@ -34,7 +34,7 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 
 use super::guard::{self, Listener, Refusal};
 use super::log::Entry;
-use super::upstream::{Route, Upstream};
+use super::upstream::{Lease, Route, Upstream, UpstreamError};
 use super::Shared;
 use crate::agent::board::{Lookup, Served};
 use crate::error::{Error, ErrorKind};
@@ -288,9 +288,7 @@ pub(crate) async fn handle(
         }
     };
     let uri: Uri = match format!(
-        "{}://{}{}{}{}{}",
-        up.scheme,
-        up.authority,
+        "{}{}{}{}",
         up.prefix,
         path,
         if query.is_some() { "?" } else { "" },
@@ -356,12 +354,7 @@ pub(crate) async fn handle(
         *r.headers_mut() = upstream_headers(&parts.headers, served, upgrade.as_ref());
         r
     };
-    let client = if upgrade.is_some() {
-        &up.clients.upgrade
-    } else {
-        &up.clients.pooled
-    };
-    let mut resp = match client.request(build(&served)).await {
+    let (mut resp, mut lease) = match up.send(build(&served), upgrade.is_some()).await {
         Ok(r) => r,
         Err(e) => return Ok(sh.upstream_failed(entry, started, up, &e)),
     };
@@ -380,13 +373,23 @@ pub(crate) async fn handle(
             None
         };
         if let Some(fresh) = fresh {
-            match client.request(build(&fresh)).await {
-                Ok(r) => resp = r,
+            drop(lease); // (the 401's body is not read: that connection closes)
+            match up.send(build(&fresh), false).await {
+                Ok((r, l)) => (resp, lease) = (r, l),
                 Err(e) => return Ok(sh.upstream_failed(entry, started, up, &e)),
             }
         }
     }
-    Ok(sh.answer(entry, started, up, &profile, resp, origin, client_upgrade))
+    Ok(sh.answer(
+        entry,
+        started,
+        up,
+        &profile,
+        resp,
+        lease,
+        origin,
+        client_upgrade,
+    ))
 }
 
 fn content_length(h: &HeaderMap) -> Option<u64> {
@@ -464,25 +467,10 @@ impl Shared {
         entry: Entry,
         started: Instant,
         up: &Upstream,
-        e: &hyper_util::client::legacy::Error,
+        e: &UpstreamError,
     ) -> Response<RespBody> {
-        let cause = innermost(e);
-        let why = if e.is_connect() {
-            if cause.contains("certificate") || cause.contains("TLS") || cause.contains("tls") {
-                format!("the API {} presented a TLS certificate Keyport does not trust ({cause}): if it is your organization's CA, set ca_file=PATH on the profile", up.origin)
-            } else {
-                format!("the API {} cannot be reached ({cause}): check the profile's base_url and that the service is up", up.origin)
-            }
-        } else {
-            format!("the API {} failed to answer ({cause})", up.origin)
-        };
-        self.failed(
-            entry,
-            started,
-            502,
-            "upstream_failed",
-            &crate::error::inert(&why),
-        )
+        let why = crate::error::inert(&e.describe(&up.origin));
+        self.failed(entry, started, 502, "upstream_failed", &why)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -504,13 +492,8 @@ impl Shared {
         *r.method_mut() = parts.method;
         *r.uri_mut() = uri;
         *r.headers_mut() = upstream_headers(&parts.headers, &served, upgrade.as_ref());
-        let client = if upgrade.is_some() {
-            &up.clients.upgrade
-        } else {
-            &up.clients.pooled
-        };
-        match client.request(r).await {
-            Ok(resp) => {
+        match up.send(r, upgrade.is_some()).await {
+            Ok((resp, lease)) => {
                 if resp.status() == StatusCode::UNAUTHORIZED && served.challenge() {
                     // too big to replay: pass the 401 back, and renew for the next request
                     let (agent, name) = (self.agent.clone(), profile.to_string());
@@ -518,7 +501,16 @@ impl Shared {
                         let _ = agent.refresh(&name).await;
                     });
                 }
-                self.answer(entry, started, up, profile, resp, origin, client_upgrade)
+                self.answer(
+                    entry,
+                    started,
+                    up,
+                    profile,
+                    resp,
+                    lease,
+                    origin,
+                    client_upgrade,
+                )
             }
             Err(e) => self.upstream_failed(entry, started, up, &e),
         }
@@ -532,6 +524,7 @@ impl Shared {
         up: &Upstream,
         profile: &str,
         mut resp: Response<Incoming>,
+        lease: Option<Lease>,
         origin: Option<HeaderValue>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Response<RespBody> {
@@ -556,19 +549,10 @@ impl Shared {
                 body,
                 entry: Some(entry),
                 log: self.clone(),
+                lease,
             })
         })
     }
-}
-
-fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        last = c.to_string();
-        cur = c.source();
-    }
-    last
 }
 
 /// An upstream's body on its way to the client; its log entry is written when it ends
@@ -577,10 +561,17 @@ pub struct Logged {
     body: Incoming,
     entry: Option<Entry>,
     log: Arc<Shared>,
+    /// The upstream connection, back in the pool once the body was read to its end.
+    lease: Option<Lease>,
 }
 
 impl Drop for Logged {
     fn drop(&mut self) {
+        if self.body.is_end_stream() {
+            if let Some(l) = self.lease.as_mut() {
+                l.finish(); // (an empty body is never polled)
+            }
+        }
         if let Some(e) = self.entry.take() {
             self.log.log.push(e);
         }
@@ -596,10 +587,23 @@ impl Body for Logged {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(f))) = &polled {
-            if let (Some(d), Some(e)) = (f.data_ref(), self.entry.as_mut()) {
-                e.bytes += d.len() as u64;
+        match &polled {
+            Poll::Ready(Some(Ok(f))) => {
+                if let (Some(d), Some(e)) = (f.data_ref(), self.entry.as_mut()) {
+                    e.bytes += d.len() as u64;
+                }
+                if self.body.is_end_stream() {
+                    if let Some(l) = self.lease.as_mut() {
+                        l.finish();
+                    }
+                }
             }
+            Poll::Ready(None) => {
+                if let Some(l) = self.lease.as_mut() {
+                    l.finish();
+                }
+            }
+            _ => {}
         }
         polled
     }

@@ -1,39 +1,38 @@
 //! Where the helper forwards a profile's requests: its API base URL, parsed once when the
-//! config changes (by the agent's task, which publishes it on the board), and the pooled
-//! HTTP client for it.
+//! config changes (by the agent's task, which publishes it on the board), and the
+//! connections to it.
 //!
-//! One client per set of trusted roots (the OS roots, plus a profile's `ca_file`), shared by
-//! every profile that trusts the same, and kept for the life of the process: connections to
-//! an upstream stay pooled and alive across requests and config changes. Each client speaks
-//! HTTP/2 to upstreams that offer it over TLS (ALPN) and HTTP/1.1 otherwise; a second,
-//! HTTP/1.1-only client carries `Upgrade` requests (WebSocket), which HTTP/2 cannot.
+//! Connections are pooled **per helper thread** (a request, its upstream connection and
+//! its answer stay on one thread: no lock, no cross-thread wake-up, as in nginx's workers)
+//! and kept alive across requests and config changes. Over TLS the upstream is offered
+//! HTTP/2 and HTTP/1.1 (ALPN); an HTTP/2 connection carries every request to that upstream
+//! at once, an HTTP/1.1 one is reused once its answer was read to the end. Idle HTTP/1.1
+//! connections older than [`POOL_IDLE`] are not reused (below common servers' keep-alive
+//! timeouts, so a request is never sent on a connection the server is closing). An
+//! `Upgrade` request (WebSocket) gets a fresh HTTP/1.1 connection of its own. Trusted roots
+//! are the OS's plus a profile's `ca_file`, checked when the config is read.
 //! Left out on purpose: the request rules (`guard.rs`) and the forwarding (`proxy.rs`).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
 use hyper::http::uri::{Authority, Scheme};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
+use super::proxy::ReqBody;
 use crate::config::Config;
 use crate::http::CONNECT_TIMEOUT;
 
-pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-pub type UpstreamClient = Client<Connector, super::proxy::ReqBody>;
-
-/// How long a pooled upstream connection may sit idle: below the keep-alive timeouts of
-/// common servers (Node's 5 s is the shortest), so the pool never sends a request on a
-/// connection the server is closing.
+/// How long an idle upstream connection may be reused: below the keep-alive timeouts of
+/// common servers (Node's 5 s is the shortest).
 pub const POOL_IDLE: Duration = Duration::from_secs(4);
-
-/// The two clients for one set of trusted roots.
-pub struct Clients {
-    pub pooled: UpstreamClient,
-    pub upgrade: UpstreamClient,
-}
+/// Idle HTTP/1.1 connections kept per upstream and thread.
+const MAX_IDLE: usize = 256;
 
 /// A profile's upstream, ready to forward to.
 pub struct Upstream {
@@ -43,7 +42,360 @@ pub struct Upstream {
     pub prefix: String,
     /// `scheme://authority`, as a `Location` on the upstream starts.
     pub origin: String,
-    pub clients: Arc<Clients>,
+    /// Which trusted roots (see [`clients`]).
+    roots: usize,
+}
+
+/// Why an upstream did not answer.
+#[derive(Debug)]
+pub enum UpstreamError {
+    Connect(String),
+    Tls(String),
+    Http(hyper::Error),
+}
+
+impl UpstreamError {
+    /// One line, saying what to do.
+    pub fn describe(&self, origin: &str) -> String {
+        match self {
+            UpstreamError::Connect(why) => format!(
+                "the API {origin} cannot be reached ({why}): check the profile's base_url and that the service is up"
+            ),
+            UpstreamError::Tls(why) => format!(
+                "TLS with the API {origin} failed ({why}): if it uses your organization's CA, set ca_file=PATH on the profile"
+            ),
+            UpstreamError::Http(e) => {
+                let mut last = e.to_string();
+                let mut cur = std::error::Error::source(e);
+                while let Some(c) = cur {
+                    last = c.to_string();
+                    cur = c.source();
+                }
+                format!("the API {origin} failed to answer ({last})")
+            }
+        }
+    }
+}
+
+/// An HTTP/1.1 connection lent to one request; back in the pool when its answer was read
+/// to the end (see [`Lease::finish`]), closed otherwise.
+pub struct Lease {
+    key: PoolKey,
+    sender: Option<http1::SendRequest<ReqBody>>,
+    done: bool,
+}
+
+impl Lease {
+    /// The answer's body was read to its end: the connection can carry the next request.
+    pub fn finish(&mut self) {
+        self.done = true;
+    }
+}
+
+impl Lease {
+    /// A lease on a slot of `key`'s connections, its connection not known yet.
+    fn holding(key: &PoolKey) -> Lease {
+        Lease {
+            key: key.clone(),
+            sender: None,
+            done: false,
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let reusable = self.done && self.sender.as_ref().is_some_and(|s| !s.is_closed());
+        let key = &self.key;
+        match self.sender.take() {
+            Some(sender) if reusable => POOL.with(|p| {
+                let mut idle = p.idle.borrow_mut();
+                let list = idle.entry(key.clone()).or_default();
+                if list.len() < MAX_IDLE {
+                    list.push((sender, Instant::now()));
+                    drop(idle);
+                    wake(key);
+                } else {
+                    drop(idle);
+                    release(key);
+                }
+            }),
+            _ => release(key),
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    roots: usize,
+    https: bool,
+    authority: Authority,
+}
+
+/// HTTP/1.1 connections a thread keeps open to one upstream at most; more requests wait
+/// for one of them (an upstream that accepts slowly is not flooded with connections).
+const MAX_OPEN: usize = 64;
+
+type Waiter = tokio::sync::oneshot::Sender<()>;
+/// An idle connection and since when.
+type Idle = (http1::SendRequest<ReqBody>, Instant);
+
+/// A thread's open HTTP/1.1 connections to one upstream, and the requests waiting for one.
+#[derive(Default)]
+struct Slots {
+    open: usize,
+    waiters: std::collections::VecDeque<Waiter>,
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: RefCell<HashMap<PoolKey, Vec<Idle>>>,
+    h2: RefCell<HashMap<PoolKey, http2::SendRequest<ReqBody>>>,
+    slots: RefCell<HashMap<PoolKey, Slots>>,
+}
+
+/// An idle connection fit for reuse (stale ones are closed, freeing their slots).
+fn take_idle(key: &PoolKey) -> Option<http1::SendRequest<ReqBody>> {
+    loop {
+        let got = POOL.with(|p| p.idle.borrow_mut().get_mut(key)?.pop())?;
+        let (s, since) = got;
+        if since.elapsed() < POOL_IDLE && !s.is_closed() {
+            return Some(s);
+        }
+        release(key);
+    }
+}
+
+/// `None`: the caller may open a connection (the slot is its); else a receiver that is
+/// woken when a connection comes back or a slot is freed.
+fn take_slot(key: &PoolKey) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    POOL.with(|p| {
+        let mut slots = p.slots.borrow_mut();
+        let sl = slots.entry(key.clone()).or_default();
+        if sl.open < MAX_OPEN {
+            sl.open += 1;
+            return None;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        sl.waiters.push_back(tx);
+        Some(rx)
+    })
+}
+
+/// Wakes the first request still waiting for a connection of `key`.
+fn wake(key: &PoolKey) {
+    POOL.with(|p| {
+        if let Some(sl) = p.slots.borrow_mut().get_mut(key) {
+            while let Some(w) = sl.waiters.pop_front() {
+                if w.send(()).is_ok() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// A connection of `key` is gone: its slot is free.
+fn release(key: &PoolKey) {
+    POOL.with(|p| {
+        if let Some(sl) = p.slots.borrow_mut().get_mut(key) {
+            sl.open = sl.open.saturating_sub(1);
+        }
+    });
+    wake(key);
+}
+
+thread_local! {
+    static POOL: Pool = Pool::default();
+}
+
+enum Fresh {
+    H1(http1::SendRequest<ReqBody>),
+    H2(http2::SendRequest<ReqBody>),
+}
+
+impl Upstream {
+    fn key(&self) -> PoolKey {
+        PoolKey {
+            roots: self.roots,
+            https: self.scheme == Scheme::HTTPS,
+            authority: self.authority.clone(),
+        }
+    }
+
+    /// Sends `req` (its URI: the path and query) to this upstream over this thread's pool.
+    /// `upgrade`: a fresh HTTP/1.1 connection that may switch protocols. The lease, for an
+    /// HTTP/1.1 answer, goes back to the pool when the answer's body was read.
+    pub async fn send(
+        &self,
+        mut req: Request<ReqBody>,
+        upgrade: bool,
+    ) -> Result<(Response<Incoming>, Option<Lease>), UpstreamError> {
+        let key = self.key();
+        if upgrade {
+            let Fresh::H1(mut s) = self.connect(false, true).await? else {
+                unreachable!("HTTP/1.1 only")
+            };
+            self.for_h1(&mut req);
+            let r = s.send_request(req).await.map_err(UpstreamError::Http)?;
+            return Ok((r, None));
+        }
+        // An HTTP/2 connection to this upstream: every request goes on it.
+        let h2 = POOL.with(|p| p.h2.borrow().get(&key).cloned());
+        if let Some(mut h2) = h2 {
+            if h2.is_ready() {
+                self.for_h2(&mut req);
+                match h2.try_send_request(req).await {
+                    Ok(r) => return Ok((r, None)),
+                    Err(mut e) => match e.take_message() {
+                        // not sent: the connection went away, try a fresh one
+                        Some(back) => {
+                            req = back;
+                            POOL.with(|p| p.h2.borrow_mut().remove(&key));
+                        }
+                        None => return Err(UpstreamError::Http(e.into_error())),
+                    },
+                }
+            } else {
+                POOL.with(|p| p.h2.borrow_mut().remove(&key));
+            }
+        }
+        // An idle HTTP/1.1 connection (newest first), else a new one if this thread has
+        // fewer than MAX_OPEN to the upstream, else wait for one to come back. A lease holds
+        // the connection's slot from here on: if this request is dropped, the slot is freed.
+        let mut lease = loop {
+            if let Some(mut s) = take_idle(&key) {
+                let mut lease = Lease::holding(&key);
+                // (just back from its last answer: the connection may still be finishing it)
+                if s.ready().await.is_err() {
+                    continue;
+                }
+                self.for_h1(&mut req);
+                match s.try_send_request(req).await {
+                    Ok(r) => {
+                        lease.sender = Some(s);
+                        return Ok((r, Some(lease)));
+                    }
+                    Err(mut e) => match e.take_message() {
+                        Some(back) => req = back, // closed before it was sent: the next one
+                        None => return Err(UpstreamError::Http(e.into_error())),
+                    },
+                }
+                continue;
+            }
+            match take_slot(&key) {
+                None => break Lease::holding(&key),
+                // a connection came back or a slot was freed (or, at worst, look again soon)
+                Some(rx) => {
+                    let _ = tokio::time::timeout(Duration::from_millis(100), rx).await;
+                }
+            }
+        };
+        match self.connect(true, false).await? {
+            Fresh::H2(mut h2) => {
+                drop(lease); // (one HTTP/2 connection carries everything)
+                POOL.with(|p| p.h2.borrow_mut().insert(key, h2.clone()));
+                self.for_h2(&mut req);
+                let r = h2.send_request(req).await.map_err(UpstreamError::Http)?;
+                Ok((r, None))
+            }
+            Fresh::H1(mut s) => {
+                self.for_h1(&mut req);
+                let r = s.send_request(req).await.map_err(UpstreamError::Http)?;
+                lease.sender = Some(s);
+                Ok((r, Some(lease)))
+            }
+        }
+    }
+
+    /// HTTP/1.1: origin-form target and a Host header.
+    fn for_h1(&self, req: &mut Request<ReqBody>) {
+        *req.version_mut() = hyper::Version::HTTP_11;
+        if let Ok(v) = hyper::header::HeaderValue::from_str(self.authority.as_str()) {
+            req.headers_mut().insert(hyper::header::HOST, v);
+        }
+    }
+
+    /// HTTP/2: the scheme and authority go in the URI (:scheme, :authority), no Host.
+    fn for_h2(&self, req: &mut Request<ReqBody>) {
+        *req.version_mut() = hyper::Version::HTTP_2;
+        req.headers_mut().remove(hyper::header::HOST);
+        let pq = req.uri().path_and_query().cloned();
+        let mut parts = hyper::http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = pq;
+        if let Ok(u) = hyper::Uri::from_parts(parts) {
+            *req.uri_mut() = u;
+        }
+    }
+
+    async fn connect(&self, h2: bool, upgrades: bool) -> Result<Fresh, UpstreamError> {
+        let https = self.scheme == Scheme::HTTPS;
+        let host = self
+            .authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = self
+            .authority
+            .port_u16()
+            .unwrap_or(if https { 443 } else { 80 });
+        let tcp = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        .map_err(|_| {
+            UpstreamError::Connect(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))
+        })?
+        .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        if !https {
+            return h1(TokioIo::new(tcp), upgrades).await;
+        }
+        let (both, only_h1) = tls_configs(self.roots);
+        let cfg = if h2 { both } else { only_h1 };
+        let name = rustls_pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| UpstreamError::Tls(format!("'{host}' is not a TLS server name ({e})")))?;
+        let tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(TokioIo::new(tls))
+                .await
+                .map_err(UpstreamError::Http)?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            return Ok(Fresh::H2(sender));
+        }
+        h1(TokioIo::new(tls), upgrades).await
+    }
+}
+
+async fn h1<T>(io: T, upgrades: bool) -> Result<Fresh, UpstreamError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(UpstreamError::Http)?;
+    if upgrades {
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+    } else {
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    Ok(Fresh::H1(sender))
 }
 
 impl std::fmt::Debug for Upstream {
@@ -100,7 +452,7 @@ impl Route {
                 "base_url '{base}' must be scheme://host[:port][/path], without user, query or fragment"
             ));
         }
-        let clients = match clients_for(ca_file.as_deref()) {
+        let roots = match roots_for(ca_file.as_deref()) {
             Ok(c) => c,
             Err(e) => return Route::Unusable(e),
         };
@@ -109,7 +461,7 @@ impl Route {
             scheme,
             authority,
             prefix: url.path().trim_end_matches('/').to_string(),
-            clients,
+            roots,
         })
     }
 }
@@ -125,44 +477,38 @@ fn owner_of<'c>(cfg: &'c Config, name: &str) -> Option<&'c crate::profile::Profi
     None
 }
 
-/// The clients trusting the OS roots plus `ca_file`; built once per process and set of roots.
-fn clients_for(ca_file: Option<&str>) -> Result<Arc<Clients>, String> {
-    static CACHE: OnceLock<Mutex<HashMap<Option<String>, Arc<Clients>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let key = ca_file.map(str::to_string);
-    if let Some(c) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Ok(c.clone());
+/// The TLS configs in use, by `ca_file` (offering h2 and HTTP/1.1, and HTTP/1.1 only):
+/// checked when the config is read (so a bad `ca_file` makes the route unusable with a
+/// reason), kept for the life of the process.
+type Tls = (Arc<rustls::ClientConfig>, Arc<rustls::ClientConfig>);
+type Registry = Mutex<Vec<(Option<String>, Tls)>>;
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// The index of the TLS configs trusting the OS roots plus `ca_file`.
+fn roots_for(ca_file: Option<&str>) -> Result<usize, String> {
+    let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = reg.iter().position(|(k, _)| k.as_deref() == ca_file) {
+        return Ok(i);
     }
-    let tls = tls_config(ca_file)?;
-    let build = |h2: bool| {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        http.set_nodelay(true);
-        let b = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls.clone())
-            .https_or_http();
-        let connector = if h2 {
-            b.enable_all_versions().wrap_connector(http)
-        } else {
-            b.enable_http1().wrap_connector(http)
-        };
-        Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_max_idle_per_host(256)
-            .build(connector)
-    };
-    let clients = Arc::new(Clients {
-        pooled: build(true),
-        upgrade: build(false),
-    });
-    cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, clients.clone());
-    Ok(clients)
+    let mut both = tls_config(ca_file)?;
+    let mut only_h1 = both.clone();
+    both.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    only_h1.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reg.push((
+        ca_file.map(str::to_string),
+        (Arc::new(both), Arc::new(only_h1)),
+    ));
+    Ok(reg.len() - 1)
+}
+
+fn tls_configs(i: usize) -> Tls {
+    registry().lock().unwrap_or_else(|e| e.into_inner())[i]
+        .1
+        .clone()
 }
 
 fn tls_config(ca_file: Option<&str>) -> Result<rustls::ClientConfig, String> {
