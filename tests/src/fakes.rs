@@ -120,6 +120,26 @@ impl Drop for Fake {
     }
 }
 
+/// A tiny_http server on 127.0.0.1:`port` with a long accept queue (std's 128 overflows when
+/// the helper opens 128 connections at once, and overflowed connections wait for TCP
+/// retransmits).
+fn listen(port: u16) -> tiny_http::Server {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let std = rt
+        .block_on(async {
+            let s = tokio::net::TcpSocket::new_v4()?;
+            s.set_reuseaddr(true)?;
+            s.bind(([127, 0, 0, 1], port).into())?;
+            s.listen(1024)?.into_std()
+        })
+        .expect("bind fake");
+    std.set_nonblocking(false).unwrap();
+    tiny_http::Server::from_listener(std, None).expect("fake server")
+}
+
 fn serve(server: Arc<tiny_http::Server>, state: Arc<Mutex<State>>) -> JoinHandle<()> {
     std::thread::spawn(move || {
         for req in server.incoming_requests() {
@@ -130,7 +150,7 @@ fn serve(server: Arc<tiny_http::Server>, state: Arc<Mutex<State>>) -> JoinHandle
 
 impl Fake {
     pub fn start(lifetimes: Lifetimes) -> Self {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind fake"));
+        let server = Arc::new(listen(0));
         let port = server.server_addr().to_ip().unwrap().port();
         let state = Arc::new(Mutex::new(State {
             log: Vec::new(),
@@ -165,8 +185,7 @@ impl Fake {
 
     /// Listens on the same port again (tokens issued before stay valid).
     pub fn listen_again(&mut self) {
-        let server =
-            Arc::new(tiny_http::Server::http(("127.0.0.1", self.port)).expect("rebind fake"));
+        let server = Arc::new(listen(self.port));
         self.state.lock().unwrap().listening = true;
         self.thread = Some(serve(server.clone(), self.state.clone()));
         self.server = Some(server);

@@ -355,8 +355,23 @@ impl Helper {
     }
 }
 
+/// Connections the kernel queues before the helper accepts them (std's default, 128, is
+/// overflowed by a burst of 200 clients: their requests then wait for TCP retransmits).
+const BACKLOG: u32 = 1024;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)?.into_std()
+}
+
 fn bind_tcp(port: u16) -> std::result::Result<(Vec<std::net::TcpListener>, u16), String> {
-    let v4 = std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
+    let v4 = listen(([127, 0, 0, 1], port).into()).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             format!("port {port} on 127.0.0.1 is in use (another program, or another Keyport): the helper serves only its unix socket; choose another port with keyport agent --helper-port PORT or `port` under [helper] in profiles.toml")
         } else {
@@ -366,7 +381,7 @@ fn bind_tcp(port: u16) -> std::result::Result<(Vec<std::net::TcpListener>, u16),
     let port = v4.local_addr().map_err(|e| e.to_string())?.port();
     let mut listeners = vec![v4];
     // [::1] on the same port, where the machine has IPv6 loopback.
-    if let Ok(v6) = std::net::TcpListener::bind(("::1", port)) {
+    if let Ok(v6) = listen((std::net::Ipv6Addr::LOCALHOST, port).into()) {
         listeners.push(v6);
     }
     for l in &listeners {
