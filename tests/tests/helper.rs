@@ -55,6 +55,24 @@ fn add_frappe(kp: &Keyport, name: &str, base: &str) {
     );
 }
 
+/// A `4insight-service` profile (client credentials at the real OpenID provider, as in
+/// tests/oauth.rs) whose API is `base`.
+fn add_4insight(kp: &Keyport, name: &str, idp: &Oidc, base: &str) {
+    kp.add(
+        name,
+        "4insight-service",
+        &[
+            "--set",
+            &format!("token_url={}/token", idp.issuer),
+            "--set",
+            "client_id=keyport-service",
+            "--set",
+            &format!("base_url={base}"),
+        ],
+        &[("client_secret", "service-secret-0f3b")],
+    );
+}
+
 fn get(url: &str, key: &str) -> (u16, String) {
     let r = ureq::get(url).set("X-Keyport-Key", key).call();
     match r {
@@ -138,19 +156,7 @@ fn real_clients_reach_all_five_seed_services() {
     fake.add_airbyte_operator(&kp, &op);
     fakes::add_airbyte_scoped(&kp, &ws, &op, "acme");
     add_frappe(&kp, &fr, &api.url);
-    kp.add(
-        &fi,
-        "4insight-service",
-        &[
-            "--set",
-            &format!("token_url={}/token", idp.issuer),
-            "--set",
-            "client_id=keyport-service",
-            "--set",
-            &format!("base_url={}/api", api.url),
-        ],
-        &[("client_secret", "service-secret-0f3b")],
-    );
+    add_4insight(&kp, &fi, &idp, &format!("{}/api", api.url));
     let h = serve(&kp);
     let cases = [
         // (profile, path under the helper, what the answer contains)
@@ -517,19 +523,7 @@ fn a_401_is_renewed_once_and_replayed() {
     let idp = Oidc::start(300);
     let kp = Keyport::new();
     let name = unique("4i");
-    kp.add(
-        &name,
-        "4insight-service",
-        &[
-            "--set",
-            &format!("token_url={}/token", idp.issuer),
-            "--set",
-            "client_id=keyport-service",
-            "--set",
-            &format!("base_url={}", api.url),
-        ],
-        &[("client_secret", "service-secret-0f3b")],
-    );
+    add_4insight(&kp, &name, &idp, &api.url.clone());
     let h = serve(&kp);
     let (status, body) = get(&format!("{}/{name}/v1/unauthorized-once", h.url), &h.key);
     assert_eq!(status, 200, "{body}");
@@ -1029,19 +1023,7 @@ fn sixty_seconds_of_traffic_with_three_second_tokens() {
     fake.add_patchworks(&kp, &pw);
     fake.add_airbyte_operator(&kp, &op);
     fakes::add_airbyte_scoped(&kp, &ws, &op, "acme");
-    kp.add(
-        &fi,
-        "4insight-service",
-        &[
-            "--set",
-            &format!("token_url={}/token", idp.issuer),
-            "--set",
-            "client_id=keyport-service",
-            "--set",
-            &format!("base_url={}", api.url),
-        ],
-        &[("client_secret", "service-secret-0f3b")],
-    );
+    add_4insight(&kp, &fi, &idp, &api.url.clone());
     let h = serve(&kp);
     let until = std::time::Instant::now() + Duration::from_secs(60);
     let paths = [
