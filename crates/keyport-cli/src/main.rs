@@ -16,6 +16,12 @@ use std::process::ExitCode;
 mod agent_cmd;
 mod helper_cmd;
 
+/// The agent's helper allocates on every proxied request: mimalloc is faster there than
+/// glibc's malloc (v2 and no transparent huge pages, which cost idle memory: see
+/// `agent_cmd::tune_allocators` and docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use keyport_core::keyport::Keyport;

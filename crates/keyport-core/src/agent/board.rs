@@ -156,10 +156,14 @@ pub enum Lookup {
     NotFound,
 }
 
+/// Names hashed with foldhash: every proxied request looks its profile up (the names come
+/// from the config, so nobody can choose colliding ones to insert).
+type Slots = HashMap<String, Arc<Slot>, foldhash::fast::RandomState>;
+
 /// Every profile's slot, by name.
 #[derive(Default)]
 pub struct Board {
-    slots: ArcSwap<HashMap<String, Arc<Slot>>>,
+    slots: ArcSwap<Slots>,
 }
 
 impl Board {
@@ -235,8 +239,8 @@ impl Board {
     }
 
     /// Replaces the name map (the agent's task, when profiles are added or removed).
-    pub(crate) fn set_slots(&self, slots: HashMap<String, Arc<Slot>>) {
-        self.slots.store(Arc::new(slots));
+    pub(crate) fn set_slots(&self, slots: impl IntoIterator<Item = (String, Arc<Slot>)>) {
+        self.slots.store(Arc::new(slots.into_iter().collect()));
     }
 }
 
@@ -267,7 +271,7 @@ mod tests {
     fn board_with(name: &str) -> (Board, Arc<Slot>) {
         let b = Board::default();
         let slot = Arc::new(Slot::default());
-        b.set_slots([(name.to_string(), slot.clone())].into());
+        b.set_slots([(name.to_string(), slot.clone())]);
         (b, slot)
     }
 

@@ -2,7 +2,7 @@
 //! stored tokens, logins, notifications and events. One task owns all of it, so there are
 //! no locks; it publishes what readers may take to the board after every change.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -906,8 +906,7 @@ impl Core {
             self.handle.board.set_slots(
                 self.entries
                     .iter()
-                    .map(|(n, e)| (n.clone(), e.slot.clone()))
-                    .collect::<HashMap<_, _>>(),
+                    .map(|(n, e)| (n.clone(), e.slot.clone())),
             );
         }
     }

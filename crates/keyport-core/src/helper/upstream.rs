@@ -44,6 +44,11 @@ pub struct Upstream {
     pub origin: String,
     /// Which trusted roots (see [`clients`]).
     roots: usize,
+    /// `Host` for HTTP/1.1 requests (the authority).
+    host: hyper::header::HeaderValue,
+    /// Which connections it may use: one id per (roots, scheme, authority), so upstreams
+    /// of several profiles on one server share them, and a request hashes no string.
+    pool: PoolKey,
 }
 
 /// Why an upstream did not answer.
@@ -94,9 +99,9 @@ impl Lease {
 
 impl Lease {
     /// A lease on a slot of `key`'s connections, its connection not known yet.
-    fn holding(key: &PoolKey) -> Lease {
+    fn holding(key: PoolKey) -> Lease {
         Lease {
-            key: key.clone(),
+            key,
             sender: None,
             done: false,
         }
@@ -106,11 +111,11 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let reusable = self.done && self.sender.as_ref().is_some_and(|s| !s.is_closed());
-        let key = &self.key;
+        let key = self.key;
         match self.sender.take() {
             Some(sender) if reusable => POOL.with(|p| {
                 let mut idle = p.idle.borrow_mut();
-                let list = idle.entry(key.clone()).or_default();
+                let list = idle.entry(key).or_default();
                 if list.len() < MAX_IDLE {
                     list.push((sender, Instant::now()));
                     drop(idle);
@@ -125,11 +130,45 @@ impl Drop for Lease {
     }
 }
 
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct PoolKey {
-    roots: usize,
-    https: bool,
-    authority: Authority,
+/// A pool of upstream connections (see [`Upstream::pool`]).
+type PoolKey = u32;
+
+/// The pool of connections with these roots, scheme and authority (for the life of the
+/// process, so a config change keeps the connections).
+fn pool_of(roots: usize, https: bool, authority: &Authority) -> PoolKey {
+    type Pools = Mutex<Vec<(usize, bool, Authority)>>;
+    static POOLS: OnceLock<Pools> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let key = (roots, https, authority.clone());
+    let i = pools.iter().position(|k| *k == key).unwrap_or_else(|| {
+        pools.push(key);
+        pools.len() - 1
+    });
+    i as PoolKey
+}
+
+/// The thread-local maps are keyed by small integers: hash them as they are.
+type ByPool<V> = HashMap<PoolKey, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        // spread over the high bits too, which hashbrown uses for its control bytes
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// HTTP/1.1 connections a thread keeps open to one upstream at most; more requests wait
@@ -149,15 +188,15 @@ struct Slots {
 
 #[derive(Default)]
 struct Pool {
-    idle: RefCell<HashMap<PoolKey, Vec<Idle>>>,
-    h2: RefCell<HashMap<PoolKey, http2::SendRequest<ReqBody>>>,
-    slots: RefCell<HashMap<PoolKey, Slots>>,
+    idle: RefCell<ByPool<Vec<Idle>>>,
+    h2: RefCell<ByPool<http2::SendRequest<ReqBody>>>,
+    slots: RefCell<ByPool<Slots>>,
 }
 
 /// An idle connection fit for reuse (stale ones are closed, freeing their slots).
-fn take_idle(key: &PoolKey) -> Option<http1::SendRequest<ReqBody>> {
+fn take_idle(key: PoolKey) -> Option<http1::SendRequest<ReqBody>> {
     loop {
-        let got = POOL.with(|p| p.idle.borrow_mut().get_mut(key)?.pop())?;
+        let got = POOL.with(|p| p.idle.borrow_mut().get_mut(&key)?.pop())?;
         let (s, since) = got;
         if since.elapsed() < POOL_IDLE && !s.is_closed() {
             return Some(s);
@@ -168,10 +207,10 @@ fn take_idle(key: &PoolKey) -> Option<http1::SendRequest<ReqBody>> {
 
 /// `None`: the caller may open a connection (the slot is its); else a receiver that is
 /// woken when a connection comes back or a slot is freed.
-fn take_slot(key: &PoolKey) -> Option<tokio::sync::oneshot::Receiver<()>> {
+fn take_slot(key: PoolKey) -> Option<tokio::sync::oneshot::Receiver<()>> {
     POOL.with(|p| {
         let mut slots = p.slots.borrow_mut();
-        let sl = slots.entry(key.clone()).or_default();
+        let sl = slots.entry(key).or_default();
         if sl.open < MAX_OPEN {
             sl.open += 1;
             return None;
@@ -183,9 +222,9 @@ fn take_slot(key: &PoolKey) -> Option<tokio::sync::oneshot::Receiver<()>> {
 }
 
 /// Wakes the first request still waiting for a connection of `key`.
-fn wake(key: &PoolKey) {
+fn wake(key: PoolKey) {
     POOL.with(|p| {
-        if let Some(sl) = p.slots.borrow_mut().get_mut(key) {
+        if let Some(sl) = p.slots.borrow_mut().get_mut(&key) {
             while let Some(w) = sl.waiters.pop_front() {
                 if w.send(()).is_ok() {
                     return;
@@ -196,9 +235,9 @@ fn wake(key: &PoolKey) {
 }
 
 /// A connection of `key` is gone: its slot is free.
-fn release(key: &PoolKey) {
+fn release(key: PoolKey) {
     POOL.with(|p| {
-        if let Some(sl) = p.slots.borrow_mut().get_mut(key) {
+        if let Some(sl) = p.slots.borrow_mut().get_mut(&key) {
             sl.open = sl.open.saturating_sub(1);
         }
     });
@@ -215,14 +254,6 @@ enum Fresh {
 }
 
 impl Upstream {
-    fn key(&self) -> PoolKey {
-        PoolKey {
-            roots: self.roots,
-            https: self.scheme == Scheme::HTTPS,
-            authority: self.authority.clone(),
-        }
-    }
-
     /// Sends `req` (its URI: the path and query) to this upstream over this thread's pool.
     /// `upgrade`: a fresh HTTP/1.1 connection that may switch protocols. The lease, for an
     /// HTTP/1.1 answer, goes back to the pool when the answer's body was read.
@@ -231,7 +262,7 @@ impl Upstream {
         mut req: Request<ReqBody>,
         upgrade: bool,
     ) -> Result<(Response<Incoming>, Option<Lease>), UpstreamError> {
-        let key = self.key();
+        let key = self.pool;
         if upgrade {
             let Fresh::H1(mut s) = self.connect(false, true).await? else {
                 unreachable!("HTTP/1.1 only")
@@ -264,8 +295,8 @@ impl Upstream {
         // fewer than MAX_OPEN to the upstream, else wait for one to come back. A lease holds
         // the connection's slot from here on: if this request is dropped, the slot is freed.
         let mut lease = loop {
-            if let Some(mut s) = take_idle(&key) {
-                let mut lease = Lease::holding(&key);
+            if let Some(mut s) = take_idle(key) {
+                let mut lease = Lease::holding(key);
                 // (just back from its last answer: the connection may still be finishing it)
                 if s.ready().await.is_err() {
                     continue;
@@ -283,8 +314,8 @@ impl Upstream {
                 }
                 continue;
             }
-            match take_slot(&key) {
-                None => break Lease::holding(&key),
+            match take_slot(key) {
+                None => break Lease::holding(key),
                 // a connection came back or a slot was freed (or, at worst, look again soon)
                 Some(rx) => {
                     let _ = tokio::time::timeout(Duration::from_millis(100), rx).await;
@@ -311,9 +342,8 @@ impl Upstream {
     /// HTTP/1.1: origin-form target and a Host header.
     fn for_h1(&self, req: &mut Request<ReqBody>) {
         *req.version_mut() = hyper::Version::HTTP_11;
-        if let Ok(v) = hyper::header::HeaderValue::from_str(self.authority.as_str()) {
-            req.headers_mut().insert(hyper::header::HOST, v);
-        }
+        req.headers_mut()
+            .insert(hyper::header::HOST, self.host.clone());
     }
 
     /// HTTP/2: the scheme and authority go in the URI (:scheme, :authority), no Host.
@@ -456,8 +486,13 @@ impl Route {
             Ok(c) => c,
             Err(e) => return Route::Unusable(e),
         };
+        let Ok(host) = hyper::header::HeaderValue::from_str(authority.as_str()) else {
+            return Route::Unusable(format!("base_url '{base}' has an unusable host"));
+        };
         Route::Ready(Upstream {
             origin: format!("{scheme}://{authority}"),
+            pool: pool_of(roots, scheme == Scheme::HTTPS, &authority),
+            host,
             scheme,
             authority,
             prefix: url.path().trim_end_matches('/').to_string(),
