@@ -231,9 +231,7 @@ impl Helper {
                 Err(e) => errors.push(e),
             }
         }
-        let threads = opts
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get().min(4)));
+        let threads = opts.threads.unwrap_or_else(default_threads);
         if let Err(e) = helper.serve(threads.max(1), &listening) {
             errors.push(format!("cannot start the helper's threads ({e})"));
         }

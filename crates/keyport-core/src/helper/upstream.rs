@@ -150,26 +150,8 @@ fn pool_of(roots: usize, https: bool, authority: &Authority) -> PoolKey {
     i as PoolKey
 }
 
-/// The thread-local maps are keyed by small integers: hash them as they are.
-type ByPool<V> = HashMap<PoolKey, V, std::hash::BuildHasherDefault<IdHasher>>;
-
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        // spread over the high bits too, which hashbrown uses for its control bytes
-        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
+/// The thread-local maps, by pool (foldhash, as the board's names).
+type ByPool<V> = HashMap<PoolKey, V, foldhash::fast::RandomState>;
 
 /// HTTP/1.1 connections a thread keeps open to one upstream at most; more requests wait
 /// for one of them (an upstream that accepts slowly is not flooded with connections).
