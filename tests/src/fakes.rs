@@ -19,6 +19,9 @@
 //! answer). Every request is logged for assertions.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -101,8 +104,8 @@ struct State {
     workspaces: HashMap<String, (String, String)>, // name -> (id, region)
     next: u64,
     unauthorized_uses: u64,
-    /// False between `stop_listening` and `listen_again`: requests tiny_http had already
-    /// accepted are still handed over after `unblock`, and must not get a token.
+    /// False between `stop_listening` and `listen_again`: requests already accepted are still
+    /// answered, and must not get a token.
     listening: bool,
 }
 
@@ -110,7 +113,8 @@ pub struct Fake {
     pub url: String,
     port: u16,
     state: Arc<Mutex<State>>,
-    server: Option<Arc<tiny_http::Server>>,
+    /// Cleared to stop the accept loop.
+    open: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -120,10 +124,10 @@ impl Drop for Fake {
     }
 }
 
-/// A tiny_http server on 127.0.0.1:`port` with a long accept queue (std's 128 overflows when
+/// A listening socket on 127.0.0.1:`port` with a long accept queue (std's 128 overflows when
 /// the helper opens 128 connections at once, and overflowed connections wait for TCP
-/// retransmits).
-fn listen(port: u16) -> tiny_http::Server {
+/// retransmits), blocking.
+fn listen(port: u16) -> TcpListener {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -137,21 +141,157 @@ fn listen(port: u16) -> tiny_http::Server {
         })
         .expect("bind fake");
     std.set_nonblocking(false).unwrap();
-    tiny_http::Server::from_listener(std, None).expect("fake server")
+    std
 }
 
-fn serve(server: Arc<tiny_http::Server>, state: Arc<Mutex<State>>) -> JoinHandle<()> {
+/// The accept loop: a thread per connection, one request per connection (answered with
+/// `Connection: close`). A thread of its own for every connection, because a client's pool
+/// may hold connections open without sending anything (hyper's connect race leaves such
+/// idle connections): tiny_http, used here before, parked a pool thread on each and could
+/// leave connections with a request unread behind them until the client gave up on the idle
+/// ones (200 concurrent requests through the helper hung that way).
+/// Stops, closing the socket, when `open` is cleared and the loop is woken by a connection.
+fn serve(listener: TcpListener, open: Arc<AtomicBool>, state: Arc<Mutex<State>>) -> JoinHandle<()> {
     std::thread::spawn(move || {
-        for req in server.incoming_requests() {
-            handle(&state, req);
+        for conn in listener.incoming() {
+            if !open.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(conn) = conn else { continue };
+            let state = state.clone();
+            std::thread::spawn(move || {
+                if let Some(req) = Request::read(conn) {
+                    handle(&state, req);
+                }
+            });
         }
     })
 }
 
+/// One request as read off its connection, to be answered on it.
+struct Request {
+    stream: TcpStream,
+    method: String,
+    url: String,
+    authorization: Option<String>,
+    body: String,
+}
+
+impl Request {
+    /// Reads a request head (up to 64 KiB) and its body (`Content-Length` or chunked, up to
+    /// 16 MiB); `None` for a connection that closes, stalls for 30 s or sends no HTTP.
+    fn read(mut stream: TcpStream) -> Option<Request> {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .ok()?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if buf.len() > 64 * 1024 {
+                return None;
+            }
+            let n = stream.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = std::str::from_utf8(&buf[..head_end]).ok()?.to_string();
+        let mut rest = buf[head_end..].to_vec();
+        let mut lines = head.split("\r\n");
+        let mut request_line = lines.next()?.split(' ');
+        let method = request_line.next()?.to_string();
+        let url = request_line.next()?.to_string();
+        let (mut length, mut chunked, mut expect, mut authorization) = (0usize, false, false, None);
+        for (name, value) in lines.filter_map(|l| l.split_once(':')) {
+            let value = value.trim();
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.parse().ok()?,
+                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+                "expect" => expect = value.eq_ignore_ascii_case("100-continue"),
+                "authorization" => authorization = Some(value.to_string()),
+                _ => {}
+            }
+        }
+        if expect {
+            stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").ok()?;
+        }
+        const MAX_BODY: usize = 16 << 20;
+        let mut fill = |rest: &mut Vec<u8>, want: usize| -> Option<()> {
+            while rest.len() < want {
+                let n = stream.read(&mut chunk).ok()?;
+                if n == 0 || rest.len() > MAX_BODY {
+                    return None;
+                }
+                rest.extend_from_slice(&chunk[..n]);
+            }
+            Some(())
+        };
+        let body = if chunked {
+            let mut body = Vec::new();
+            loop {
+                let line_end = loop {
+                    if let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+                        break i;
+                    }
+                    let more = rest.len() + 1;
+                    fill(&mut rest, more)?;
+                };
+                let size_text = std::str::from_utf8(&rest[..line_end]).ok()?;
+                let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+                fill(&mut rest, line_end + 2 + size + 2)?;
+                body.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+                rest.drain(..line_end + 2 + size + 2);
+                if size == 0 {
+                    break body;
+                }
+                if body.len() > MAX_BODY {
+                    return None;
+                }
+            }
+        } else {
+            if length > MAX_BODY {
+                return None;
+            }
+            fill(&mut rest, length)?;
+            rest.truncate(length);
+            rest
+        };
+        Some(Request {
+            stream,
+            method,
+            url,
+            authorization,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    fn head(&mut self, status: u16, headers: &str) -> std::io::Result<()> {
+        let reason = match status {
+            200 => "OK",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            422 => "Unprocessable Entity",
+            500 => "Internal Server Error",
+            503 => "Service Unavailable",
+            _ => "Status",
+        };
+        write!(
+            self.stream,
+            "HTTP/1.1 {status} {reason}\r\n{headers}Connection: close\r\n\r\n"
+        )
+    }
+}
+
 impl Fake {
     pub fn start(lifetimes: Lifetimes) -> Self {
-        let server = Arc::new(listen(0));
-        let port = server.server_addr().to_ip().unwrap().port();
+        let listener = listen(0);
+        let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
             log: Vec::new(),
             fault: Fault::None,
@@ -162,12 +302,13 @@ impl Fake {
             unauthorized_uses: 0,
             listening: true,
         }));
-        let thread = serve(server.clone(), state.clone());
+        let open = Arc::new(AtomicBool::new(true));
+        let thread = serve(listener, open.clone(), state.clone());
         Fake {
             url: format!("http://127.0.0.1:{port}"),
             port,
             state,
-            server: Some(server),
+            open,
             thread: Some(thread),
         }
     }
@@ -175,20 +316,19 @@ impl Fake {
     /// Closes the listening socket: connections are refused until [`Self::listen_again`].
     pub fn stop_listening(&mut self) {
         self.state.lock().unwrap().listening = false;
-        if let Some(s) = self.server.take() {
-            s.unblock();
-        }
         if let Some(t) = self.thread.take() {
+            self.open.store(false, Ordering::SeqCst);
+            let _ = TcpStream::connect(("127.0.0.1", self.port)); // wakes the accept loop
             let _ = t.join();
         }
     }
 
     /// Listens on the same port again (tokens issued before stay valid).
     pub fn listen_again(&mut self) {
-        let server = Arc::new(listen(self.port));
+        let listener = listen(self.port);
         self.state.lock().unwrap().listening = true;
-        self.thread = Some(serve(server.clone(), self.state.clone()));
-        self.server = Some(server);
+        self.open = Arc::new(AtomicBool::new(true));
+        self.thread = Some(serve(listener, self.open.clone(), self.state.clone()));
     }
 
     /// Lifetimes of the tokens issued from now on.
@@ -237,35 +377,26 @@ fn b64url(v: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
 }
 
-fn respond(req: tiny_http::Request, status: u16, body: &str) {
-    let header =
-        tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).unwrap();
-    // One request per connection: tiny_http parks a thread on every kept-alive connection
-    // and can leave a new connection unread meanwhile (seen with 20 concurrent clients).
-    let close = tiny_http::Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap();
-    let _ = req.respond(
-        tiny_http::Response::from_string(body)
-            .with_status_code(status)
-            .with_header(header)
-            .with_header(close),
+fn respond(mut req: Request, status: u16, body: &str) {
+    let headers = format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
     );
+    if req.head(status, &headers).is_ok() {
+        let _ = req.stream.write_all(body.as_bytes());
+    }
 }
 
 const UNAUTHORIZED: &str = r#"{"detail": "Invalid authentication credentials"}"#;
 const FORBIDDEN: &str = r#"{"detail": "Access denied to this resource"}"#;
 
-fn handle(state: &Mutex<State>, mut req: tiny_http::Request) {
-    let mut body = String::new();
-    let _ = req.as_reader().read_to_string(&mut body);
-    let method = req.method().to_string();
-    let url = req.url().to_string();
+fn handle(state: &Mutex<State>, req: Request) {
+    let body = req.body.clone();
+    let method = req.method.clone();
+    let url = req.url.clone();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let (path, query) = (path.to_string(), query.to_string());
-    let authorization = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .map(|h| h.value.to_string());
+    let authorization = req.authorization.clone();
     let is_token_endpoint = method == "POST"
         && (path.ends_with("/token") || path.ends_with("/login") || path.ends_with("-token"));
     let fault = {
@@ -287,17 +418,18 @@ fn handle(state: &Mutex<State>, mut req: tiny_http::Request) {
         Fault::Answer(code, b) => return respond(req, code, &b),
         Fault::Garbage => return respond(req, 200, "<html>Service Unavailable</html>"),
         Fault::Flood(mib) => {
-            struct Endless(u64);
-            impl std::io::Read for Endless {
-                fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                    let n = buf.len().min(self.0 as usize);
-                    buf[..n].fill(b' '); // JSON whitespace: a parser would wait for more
-                    self.0 -= n as u64;
-                    Ok(n)
+            // chunks of JSON whitespace: a parser would wait for more
+            let mut req = req;
+            if req.head(200, "Transfer-Encoding: chunked\r\n").is_err() {
+                return;
+            }
+            let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
+            for _ in 0..(mib << 4) {
+                if req.stream.write_all(chunk.as_bytes()).is_err() {
+                    return;
                 }
             }
-            let r = tiny_http::Response::new(200.into(), vec![], Endless(mib << 20), None, None);
-            let _ = req.respond(r);
+            let _ = req.stream.write_all(b"0\r\n\r\n");
             return;
         }
         Fault::Echo(code) => {

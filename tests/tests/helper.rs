@@ -486,13 +486,6 @@ fn hostile_requests_are_refused_and_reach_nothing() {
 #[test]
 fn concurrent_requests_share_one_token_request() {
     require_session();
-    // OPEN DEFECT (issue 9): in the full suite, next to the 60 s traffic test, some of the
-    // 200 requests have been seen to hang (alone it passes). Until that is found this test
-    // runs only when asked: KEYPORT_TEST_HELPER_BURST=1.
-    if std::env::var_os("KEYPORT_TEST_HELPER_BURST").is_none() {
-        eprintln!("skipped: set KEYPORT_TEST_HELPER_BURST=1 (open defect, see the comment)");
-        return;
-    }
     let fake = Fake::start(Lifetimes::default());
     let kp = Keyport::new();
     let pw = unique("pw");
