@@ -21,6 +21,7 @@
 //! (restart the agent).
 
 pub mod guard;
+pub mod h1;
 pub mod keys;
 pub mod log;
 pub mod proxy;

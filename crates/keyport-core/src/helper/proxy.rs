@@ -10,8 +10,8 @@
 //!   sets are removed in every spelling a server may fold together (case, `_` for `-`), as
 //!   are hop-by-hop headers and those `Connection` names; the profile's headers are set;
 //!   `Host` is the upstream's.
-//! - **Bodies stream** both ways (hyper's `Incoming` is passed on frame by frame, so memory
-//!   stays bounded and server-sent events arrive as sent). A body of at most
+//! - **Bodies stream** both ways (hyper's `Incoming`, or a direct connection's body, is
+//!   passed on frame by frame, so memory stays bounded and server-sent events arrive as sent). A body of at most
 //!   [`REPLAY_MAX`] is kept so that a 401 can be answered by renewing once and replaying.
 //! - **Upgrades** (WebSocket) go over an HTTP/1.1 connection and are spliced both ways
 //!   after the upstream's 101.
@@ -34,7 +34,7 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 
 use super::guard::{self, Listener, Refusal};
 use super::log::Entry;
-use super::upstream::{Lease, Route, Upstream, UpstreamError};
+use super::upstream::{Route, Slot, UpBody, Upstream, UpstreamError};
 use super::Shared;
 use crate::agent::board::{Lookup, Served};
 use crate::error::{Error, ErrorKind};
@@ -347,14 +347,17 @@ pub(crate) async fn handle(
             .await);
     };
     let kept = kept.expect("set above");
-    let build = |served: &Served| {
-        let mut r = Request::new(Either::Right(Full::new(kept.clone())));
-        *r.method_mut() = parts.method.clone();
-        *r.uri_mut() = uri.clone();
-        *r.headers_mut() = upstream_headers(&parts.headers, served, upgrade.as_ref());
-        r
+    let send = |served: &Served, upgrade: Option<&HeaderValue>| {
+        let headers = upstream_headers(&parts.headers, served, upgrade);
+        up.send_kept(
+            &parts.method,
+            &uri,
+            headers,
+            kept.clone(),
+            upgrade.is_some(),
+        )
     };
-    let (mut resp, mut lease) = match up.send(build(&served), upgrade.is_some()).await {
+    let (mut resp, mut slot) = match send(&served, upgrade.as_ref()).await {
         Ok(r) => r,
         Err(e) => return Ok(sh.upstream_failed(entry, started, up, &e)),
     };
@@ -373,9 +376,10 @@ pub(crate) async fn handle(
             None
         };
         if let Some(fresh) = fresh {
-            drop(lease); // (the 401's body is not read: that connection closes)
-            match up.send(build(&fresh), false).await {
-                Ok((r, l)) => (resp, lease) = (r, l),
+            // (the 401's body is not read: that connection closes)
+            drop((resp, slot));
+            match send(&fresh, None).await {
+                Ok((r, l)) => (resp, slot) = (r, l),
                 Err(e) => return Ok(sh.upstream_failed(entry, started, up, &e)),
             }
         }
@@ -386,7 +390,7 @@ pub(crate) async fn handle(
         up,
         &profile,
         resp,
-        lease,
+        slot,
         origin,
         client_upgrade,
     ))
@@ -493,7 +497,7 @@ impl Shared {
         *r.uri_mut() = uri;
         *r.headers_mut() = upstream_headers(&parts.headers, &served, upgrade.as_ref());
         match up.send(r, upgrade.is_some()).await {
-            Ok((resp, lease)) => {
+            Ok((resp, slot)) => {
                 if resp.status() == StatusCode::UNAUTHORIZED && served.challenge() {
                     // too big to replay: pass the 401 back, and renew for the next request
                     let (agent, name) = (self.agent.clone(), profile.to_string());
@@ -506,8 +510,8 @@ impl Shared {
                     started,
                     up,
                     profile,
-                    resp,
-                    lease,
+                    resp.map(UpBody::Hyper),
+                    slot,
                     origin,
                     client_upgrade,
                 )
@@ -523,8 +527,8 @@ impl Shared {
         started: Instant,
         up: &Upstream,
         profile: &str,
-        mut resp: Response<Incoming>,
-        lease: Option<Lease>,
+        mut resp: Response<UpBody>,
+        slot: Option<Slot>,
         origin: Option<HeaderValue>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Response<RespBody> {
@@ -549,7 +553,7 @@ impl Shared {
                 body,
                 entry: Some(entry),
                 log: self.clone(),
-                lease,
+                slot,
             })
         })
     }
@@ -558,17 +562,18 @@ impl Shared {
 /// An upstream's body on its way to the client; its log entry is written when it ends
 /// (or the client goes away), with the bytes sent.
 pub struct Logged {
-    body: Incoming,
+    body: UpBody,
     entry: Option<Entry>,
     log: Arc<Shared>,
-    /// The upstream connection, back in the pool once the body was read to its end.
-    lease: Option<Lease>,
+    /// hyper's upstream connection, back in the pool once the body was read to its end (a
+    /// direct connection is in its body).
+    slot: Option<Slot>,
 }
 
 impl Drop for Logged {
     fn drop(&mut self) {
         if self.body.is_end_stream() {
-            if let Some(l) = self.lease.as_mut() {
+            if let Some(l) = self.slot.as_mut() {
                 l.finish(); // (an empty body is never polled)
             }
         }
@@ -580,7 +585,7 @@ impl Drop for Logged {
 
 impl Body for Logged {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -593,13 +598,13 @@ impl Body for Logged {
                     e.bytes += d.len() as u64;
                 }
                 if self.body.is_end_stream() {
-                    if let Some(l) = self.lease.as_mut() {
+                    if let Some(l) = self.slot.as_mut() {
                         l.finish();
                     }
                 }
             }
             Poll::Ready(None) => {
-                if let Some(l) = self.lease.as_mut() {
+                if let Some(l) = self.slot.as_mut() {
                     l.finish();
                 }
             }

@@ -9,7 +9,9 @@
 //! at once, an HTTP/1.1 one is reused once its answer was read to the end. Idle HTTP/1.1
 //! connections older than [`POOL_IDLE`] are not reused (below common servers' keep-alive
 //! timeouts, so a request is never sent on a connection the server is closing). An
-//! `Upgrade` request (WebSocket) gets a fresh HTTP/1.1 connection of its own. Trusted roots
+//! `Upgrade` request (WebSocket) gets a fresh HTTP/1.1 connection of its own. A request whose
+//! body is in memory (most are: empty, or kept for a replay) to a plain-`http` upstream goes
+//! over a direct connection ([`h1`]), without hyper's connection task. Trusted roots
 //! are the OS's plus a profile's `ca_file`, checked when the config is read.
 //! Left out on purpose: the request rules (`guard.rs`) and the forwarding (`proxy.rs`).
 
@@ -18,12 +20,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
+use hyper::header::HeaderMap;
 use hyper::http::uri::{Authority, Scheme};
-use hyper::{Request, Response};
+use hyper::{Method, Request, Response, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
+use super::h1;
 use super::proxy::ReqBody;
 use crate::config::Config;
 use crate::http::CONNECT_TIMEOUT;
@@ -57,6 +63,8 @@ pub enum UpstreamError {
     Connect(String),
     Tls(String),
     Http(hyper::Error),
+    /// A direct connection's answer was not usable HTTP, or did not come.
+    Answer(String),
 }
 
 impl UpstreamError {
@@ -78,38 +86,80 @@ impl UpstreamError {
                 }
                 format!("the API {origin} failed to answer ({last})")
             }
+            UpstreamError::Answer(why) => format!("the API {origin} failed to answer ({why})"),
         }
     }
 }
 
-/// An HTTP/1.1 connection lent to one request; back in the pool when its answer was read
-/// to the end (see [`Lease::finish`]), closed otherwise.
-pub struct Lease {
+/// One of a thread's connections to an upstream, lent to one request: back in the pool
+/// when its answer was read to the end ([`Slot::finish`] for hyper's, `put_back`
+/// for a direct one), else closed, freeing the slot for another connection.
+pub struct Slot {
     key: PoolKey,
     sender: Option<http1::SendRequest<ReqBody>>,
     done: bool,
+    /// A direct connection went back to the pool: nothing left to do.
+    returned: bool,
 }
 
-impl Lease {
+impl Slot {
     /// The answer's body was read to its end: the connection can carry the next request.
     pub fn finish(&mut self) {
         self.done = true;
     }
-}
 
-impl Lease {
-    /// A lease on a slot of `key`'s connections, its connection not known yet.
-    fn holding(key: PoolKey) -> Lease {
-        Lease {
+    /// A slot of `key`'s connections, its connection not known yet.
+    fn holding(key: PoolKey) -> Slot {
+        Slot {
             key,
             sender: None,
             done: false,
+            returned: false,
         }
+    }
+
+    /// A direct connection whose answer was read to the end, back to the pool.
+    pub(crate) fn put_back(mut self, conn: h1::Conn) {
+        let key = self.key;
+        self.returned = true;
+        let kept = POOL.with(|p| {
+            let mut idle = p.direct.borrow_mut();
+            let list = idle.entry(key).or_default();
+            (list.len() < MAX_IDLE).then(|| list.push(conn)).is_some()
+        });
+        if kept {
+            wake(key);
+        } else {
+            reslot(key);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn test_new(key: PoolKey) -> Slot {
+        assert!(take_slot(key).is_none(), "a free slot");
+        Slot::holding(key)
     }
 }
 
-impl Drop for Lease {
+/// A pool of its own, for a test.
+#[cfg(test)]
+pub(crate) fn test_pool_key() -> PoolKey {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    pool_of(0, false, &format!("test-{n}.invalid").parse().unwrap())
+}
+
+/// An idle direct connection of the pool, for a test.
+#[cfg(test)]
+pub(crate) fn test_take_back(key: PoolKey) -> Option<h1::Conn> {
+    take_idle_direct(key)
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
+        if self.returned {
+            return;
+        }
         let reusable = self.done && self.sender.as_ref().is_some_and(|s| !s.is_closed());
         let key = self.key;
         match self.sender.take() {
@@ -122,10 +172,10 @@ impl Drop for Lease {
                     wake(key);
                 } else {
                     drop(idle);
-                    release(key);
+                    reslot(key);
                 }
             }),
-            _ => release(key),
+            _ => reslot(key),
         }
     }
 }
@@ -171,6 +221,7 @@ struct Slots {
 #[derive(Default)]
 struct Pool {
     idle: RefCell<ByPool<Vec<Idle>>>,
+    direct: RefCell<ByPool<Vec<h1::Conn>>>,
     h2: RefCell<ByPool<http2::SendRequest<ReqBody>>>,
     slots: RefCell<ByPool<Slots>>,
 }
@@ -183,7 +234,19 @@ fn take_idle(key: PoolKey) -> Option<http1::SendRequest<ReqBody>> {
         if since.elapsed() < POOL_IDLE && !s.is_closed() {
             return Some(s);
         }
-        release(key);
+        reslot(key);
+    }
+}
+
+/// An idle direct connection fit for reuse (stale or closed ones are dropped, freeing their
+/// slots).
+fn take_idle_direct(key: PoolKey) -> Option<h1::Conn> {
+    loop {
+        let c = POOL.with(|p| p.direct.borrow_mut().get_mut(&key)?.pop())?;
+        if c.since.elapsed() < POOL_IDLE && c.is_usable() {
+            return Some(c);
+        }
+        reslot(key);
     }
 }
 
@@ -217,7 +280,7 @@ fn wake(key: PoolKey) {
 }
 
 /// A connection of `key` is gone: its slot is free.
-fn release(key: PoolKey) {
+fn reslot(key: PoolKey) {
     POOL.with(|p| {
         if let Some(sl) = p.slots.borrow_mut().get_mut(&key) {
             sl.open = sl.open.saturating_sub(1);
@@ -237,13 +300,13 @@ enum Fresh {
 
 impl Upstream {
     /// Sends `req` (its URI: the path and query) to this upstream over this thread's pool.
-    /// `upgrade`: a fresh HTTP/1.1 connection that may switch protocols. The lease, for an
+    /// `upgrade`: a fresh HTTP/1.1 connection that may switch protocols. The slot, for an
     /// HTTP/1.1 answer, goes back to the pool when the answer's body was read.
     pub async fn send(
         &self,
         mut req: Request<ReqBody>,
         upgrade: bool,
-    ) -> Result<(Response<Incoming>, Option<Lease>), UpstreamError> {
+    ) -> Result<(Response<Incoming>, Option<Slot>), UpstreamError> {
         let key = self.pool;
         if upgrade {
             let Fresh::H1(mut s) = self.connect(false, true).await? else {
@@ -274,11 +337,11 @@ impl Upstream {
             }
         }
         // An idle HTTP/1.1 connection (newest first), else a new one if this thread has
-        // fewer than MAX_OPEN to the upstream, else wait for one to come back. A lease holds
+        // fewer than MAX_OPEN to the upstream, else wait for one to come back. A slot holds
         // the connection's slot from here on: if this request is dropped, the slot is freed.
-        let mut lease = loop {
+        let mut slot = loop {
             if let Some(mut s) = take_idle(key) {
-                let mut lease = Lease::holding(key);
+                let mut slot = Slot::holding(key);
                 // (just back from its last answer: the connection may still be finishing it)
                 if s.ready().await.is_err() {
                     continue;
@@ -286,8 +349,8 @@ impl Upstream {
                 self.for_h1(&mut req);
                 match s.try_send_request(req).await {
                     Ok(r) => {
-                        lease.sender = Some(s);
-                        return Ok((r, Some(lease)));
+                        slot.sender = Some(s);
+                        return Ok((r, Some(slot)));
                     }
                     Err(mut e) => match e.take_message() {
                         Some(back) => req = back, // closed before it was sent: the next one
@@ -297,7 +360,7 @@ impl Upstream {
                 continue;
             }
             match take_slot(key) {
-                None => break Lease::holding(key),
+                None => break Slot::holding(key),
                 // a connection came back or a slot was freed (or, at worst, look again soon)
                 Some(rx) => {
                     let _ = tokio::time::timeout(Duration::from_millis(100), rx).await;
@@ -306,7 +369,7 @@ impl Upstream {
         };
         match self.connect(true, false).await? {
             Fresh::H2(mut h2) => {
-                drop(lease); // (one HTTP/2 connection carries everything)
+                drop(slot); // (one HTTP/2 connection carries everything)
                 POOL.with(|p| p.h2.borrow_mut().insert(key, h2.clone()));
                 self.for_h2(&mut req);
                 let r = h2.send_request(req).await.map_err(UpstreamError::Http)?;
@@ -315,8 +378,8 @@ impl Upstream {
             Fresh::H1(mut s) => {
                 self.for_h1(&mut req);
                 let r = s.send_request(req).await.map_err(UpstreamError::Http)?;
-                lease.sender = Some(s);
-                Ok((r, Some(lease)))
+                slot.sender = Some(s);
+                Ok((r, Some(slot)))
             }
         }
     }
@@ -342,7 +405,62 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self, h2: bool, upgrades: bool) -> Result<Fresh, UpstreamError> {
+    /// Sends a request whose body is all in `body`: over a direct connection to a plain-http
+    /// upstream (no slot is returned: the answer's body holds it), else as [`Self::send`].
+    pub async fn send_kept(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: HeaderMap,
+        body: Bytes,
+        upgrade: bool,
+    ) -> Result<(Response<UpBody>, Option<Slot>), UpstreamError> {
+        let key = self.pool;
+        if upgrade
+            || self.scheme == Scheme::HTTPS
+            || POOL.with(|p| p.h2.borrow().contains_key(&key))
+        {
+            let mut r = Request::new(Either::Right(Full::new(body)));
+            *r.method_mut() = method.clone();
+            *r.uri_mut() = uri.clone();
+            *r.headers_mut() = headers;
+            let (resp, slot) = self.send(r, upgrade).await?;
+            return Ok((resp.map(UpBody::Hyper), slot));
+        }
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        // An idle connection (newest first), else a slot for a new one, as in `send`; a
+        // request that found its kept-alive connection closed by the server goes on the next.
+        let slot = loop {
+            if let Some(conn) = take_idle_direct(key) {
+                let slot = Slot::holding(key);
+                match conn
+                    .send(method, target, &self.host, &headers, &body, slot)
+                    .await
+                {
+                    Ok(r) => return Ok((r.map(UpBody::Direct), None)),
+                    Err(e) if e.retry => continue,
+                    Err(e) => return Err(UpstreamError::Answer(e.why)),
+                }
+            }
+            match take_slot(key) {
+                None => break Slot::holding(key),
+                Some(rx) => {
+                    let _ = tokio::time::timeout(Duration::from_millis(100), rx).await;
+                }
+            }
+        };
+        let (tcp, _) = self.connect_tcp().await?;
+        match h1::Conn::new(tcp)
+            .send(method, target, &self.host, &headers, &body, slot)
+            .await
+        {
+            Ok(r) => Ok((r.map(UpBody::Direct), None)),
+            Err(e) => Err(UpstreamError::Answer(e.why)),
+        }
+    }
+
+    /// A TCP connection to the upstream, and its host name.
+    async fn connect_tcp(&self) -> Result<(tokio::net::TcpStream, String), UpstreamError> {
         let https = self.scheme == Scheme::HTTPS;
         let host = self
             .authority
@@ -364,6 +482,12 @@ impl Upstream {
         })?
         .map_err(|e| UpstreamError::Connect(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
+        Ok((tcp, host))
+    }
+
+    async fn connect(&self, h2: bool, upgrades: bool) -> Result<Fresh, UpstreamError> {
+        let https = self.scheme == Scheme::HTTPS;
+        let (tcp, host) = self.connect_tcp().await?;
         if !https {
             return h1(TokioIo::new(tcp), upgrades).await;
         }
@@ -408,6 +532,45 @@ where
         });
     }
     Ok(Fresh::H1(sender))
+}
+
+/// An upstream's answer body: hyper's, or read off a direct connection.
+pub enum UpBody {
+    Hyper(Incoming),
+    Direct(h1::DirectBody),
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            UpBody::Hyper(b) => std::pin::Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(Into::into))),
+            UpBody::Direct(b) => std::pin::Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Hyper(b) => b.is_end_stream(),
+            UpBody::Direct(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpBody::Hyper(b) => b.size_hint(),
+            UpBody::Direct(b) => b.size_hint(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Upstream {
