@@ -11,7 +11,10 @@
 //! It runs on threads of its own, one single-threaded runtime each, every one accepting on
 //! the same listeners: a connection, its requests and their upstream connections stay on
 //! one thread (nginx's worker model; a work-stealing runtime measured 0.58x nginx's
-//! throughput, mostly in cross-thread wake-ups). The agent's own runtime is untouched by
+//! throughput, mostly in cross-thread wake-ups). A thread holding two connections more than
+//! the least busy one stops accepting until that evens out ([`Balance`]): left to the
+//! kernel, whichever thread woke first took a burst of connections, and one thread ended up
+//! with a quarter more of the work than the other. The agent's own runtime is untouched by
 //! request load. Only the board (lock-free reads) and, on a miss, the agent's task are
 //! shared.
 //!
@@ -179,6 +182,72 @@ pub(crate) struct Shared {
     unix_limit: Arc<tokio::sync::Semaphore>,
 }
 
+/// How many connections each serving thread has, so that none takes more than its share.
+#[derive(Default)]
+pub struct Balance {
+    open: Vec<std::sync::atomic::AtomicUsize>,
+    changed: tokio::sync::Notify,
+}
+
+impl Balance {
+    /// For `threads` serving threads.
+    pub fn new(threads: usize) -> Balance {
+        Balance {
+            open: (0..threads).map(|_| Default::default()).collect(),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// May thread `me` take another connection: it holds fewer than two more than the
+    /// least busy thread.
+    pub fn may_accept(&self, me: usize) -> bool {
+        let mine = self.open[me].load(Ordering::Relaxed);
+        let least = self
+            .open
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        mine < least + 2
+    }
+
+    /// Waits until thread `me` may take another connection.
+    pub async fn turn(&self, me: usize) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.may_accept(me) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Thread `me` took a connection; it is counted until the guard drops.
+    pub fn took(self: &Arc<Self>, me: usize) -> Counted {
+        self.open[me].fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
+        Counted {
+            balance: self.clone(),
+            me,
+        }
+    }
+}
+
+/// A connection counted by [`Balance`].
+pub struct Counted {
+    balance: Arc<Balance>,
+    me: usize,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.balance.open[self.me].fetch_sub(1, Ordering::Relaxed);
+        self.balance.changed.notify_waiters();
+    }
+}
+
 /// The running helper; cheap to clone.
 #[derive(Clone)]
 pub struct Helper {
@@ -244,7 +313,9 @@ impl Helper {
 
     /// Starts `n` serving threads, each accepting on every listener.
     fn serve(&self, n: usize, listening: &[Listening]) -> std::io::Result<()> {
+        let balance = Arc::new(Balance::new(n));
         for i in 0..n {
+            let balance = balance.clone();
             let mine = listening
                 .iter()
                 .map(Listening::try_clone)
@@ -259,7 +330,7 @@ impl Helper {
                 .spawn(move || {
                     rt.block_on(async move {
                         for l in mine {
-                            if let Err(e) = accept(sh.clone(), l) {
+                            if let Err(e) = accept(sh.clone(), l, balance.clone(), i) {
                                 let mut entry = log::Entry::new(sh.agent.clock().now(), "-", "-");
                                 entry.refusal = Some("internal".into());
                                 entry.reason = Some(format!("a helper thread cannot listen ({e})"));
@@ -410,12 +481,13 @@ fn bind_unix() -> Result<(std::os::unix::net::UnixListener, PathBuf)> {
 }
 
 /// Accepts connections on `l` in this thread's runtime until it stops.
-fn accept(sh: Arc<Shared>, l: Listening) -> std::io::Result<()> {
+fn accept(sh: Arc<Shared>, l: Listening, balance: Arc<Balance>, me: usize) -> std::io::Result<()> {
     match l {
         Listening::Tcp(l, port) => {
             let l = tokio::net::TcpListener::from_std(l)?;
             tokio::spawn(async move {
                 loop {
+                    balance.turn(me).await;
                     let Ok(permit) = sh.tcp_limit.clone().acquire_owned().await else {
                         return;
                     };
@@ -426,9 +498,10 @@ fn accept(sh: Arc<Shared>, l: Listening) -> std::io::Result<()> {
                     };
                     let _ = stream.set_nodelay(true);
                     let sh = sh.clone();
+                    let counted = balance.took(me);
                     tokio::spawn(async move {
                         serve_connection(sh, Listener::Tcp { port }, stream).await;
-                        drop(permit);
+                        drop((permit, counted));
                     });
                 }
             });
@@ -506,5 +579,36 @@ where
                 sh.log.push(entry);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_thread_two_connections_ahead_waits_until_the_others_catch_up() {
+        let b = Arc::new(Balance::new(2));
+        let mut held = vec![b.took(0), b.took(0)];
+        assert!(!b.may_accept(0), "two ahead of thread 1");
+        assert!(b.may_accept(1), "the least busy thread always may");
+        let waiting = tokio::spawn({
+            let b = b.clone();
+            async move { b.turn(0).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        let other = b.took(1); // thread 1 catches up: thread 0 may go on
+        waiting.await.unwrap();
+        held.pop(); // and a closed connection counts too
+        assert!(b.may_accept(0) && b.may_accept(1));
+        drop((held, other));
+        assert_eq!(
+            b.open
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .sum::<usize>(),
+            0
+        );
     }
 }
