@@ -9,6 +9,8 @@
 #      a profile whose header it adds (frappe-token: "Authorization: token key:secret").
 # Prints req/s, p50 and p99 for each and the helper's ratios to nginx beside the target:
 #   helper req/s >= nginx req/s, helper p99 <= nginx p99
+# and, since all of them share the machine's cores (so throughput follows the CPU a request
+# costs), the CPU time each proxy (and the upstream) spent per request, user and system.
 # Usage: bench/helper-throughput.sh [SECONDS] [CONNECTIONS] [ROUNDS]  (default 10 s, 64
 # connections, 3 rounds; each round runs the three in turn, and the best round of each is
 # reported, so a noisy moment does not decide). Needs Debian nginx and wrk (installed when
@@ -103,13 +105,34 @@ done
 cat >"$W/key.lua" <<EOF
 wrk.headers["X-Keyport-Key"] = "$KEY"
 EOF
-run() { # NAME URL [wrk args...] -> "NAME req/s p50ms p99ms non2xx"
-  local name=$1 url=$2
-  shift 2
+# CPU ticks (user, system) of every thread of the given processes.
+ticks() {
+  local u=0 s=0 p t
+  for p in "$@"; do
+    for t in /proc/"$p"/task/*; do
+      read -r tu ts < <(awk '{print $14, $15}' "$t/stat")
+      u=$((u + tu)); s=$((s + ts))
+    done
+  done
+  echo "$u $s"
+}
+UPSTREAM_PIDS="$(cat "$W/up.pid") $(pgrep -P "$(cat "$W/up.pid")" | tr '\n' ' ')"
+PROXY_PIDS="$(pgrep -P "$(cat "$W/proxy.pid")" | tr '\n' ' ')"
+run() { # NAME URL PIDS [wrk args...] -> "NAME req/s p50ms p99ms non2xx requests proxy-ticks upstream-ticks"
+  local name=$1 url=$2 pids=$3
+  shift 3
+  # shellcheck disable=SC2086
+  local p0 u0 p1 u1
+  p0=$(ticks $pids); u0=$(ticks $UPSTREAM_PIDS)
   wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency "$@" "$url" >"$W/wrk.out"
-  python3 - "$name" "$W/wrk.out" <<'EOF'
+  # shellcheck disable=SC2086
+  p1=$(ticks $pids); u1=$(ticks $UPSTREAM_PIDS)
+  python3 - "$name" "$W/wrk.out" "$p0" "$p1" "$u0" "$u1" <<'EOF'
 import re, sys
 name, text = sys.argv[1], open(sys.argv[2]).read()
+def delta(a, b):
+    (au, as_), (bu, bs) = (map(int, a.split()), map(int, b.split()))
+    return f"{bu - au}:{bs - as_}"
 def ms(v):
     n, u = re.match(r"([\d.]+)(us|ms|s)", v).groups()
     return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[u]
@@ -118,27 +141,35 @@ p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
 p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
 bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
 errs = re.search(r"Socket errors:.*", text)
-print(name, rps, p50, p99, (int(bad.group(1)) if bad else 0) + (1 if errs else 0))
+n = int(re.search(r"(\d+) requests in", text).group(1))
+print(name, rps, p50, p99, (int(bad.group(1)) if bad else 0) + (1 if errs else 0), n,
+      delta(sys.argv[3], sys.argv[4]), delta(sys.argv[5], sys.argv[6]))
 EOF
 }
 : >"$W/results"
 for round in $(seq "$ROUNDS"); do
-  run direct "http://127.0.0.1:$UP/x" >>"$W/results"
-  run nginx "http://127.0.0.1:$PROXY/x" >>"$W/results"
-  run keyport "http://127.0.0.1:$HELPER/bench/x" -s "$W/key.lua" >>"$W/results"
+  run direct "http://127.0.0.1:$UP/x" "$UPSTREAM_PIDS" >>"$W/results"
+  run nginx "http://127.0.0.1:$PROXY/x" "$PROXY_PIDS" >>"$W/results"
+  run keyport "http://127.0.0.1:$HELPER/bench/x" "$AGENT" -s "$W/key.lua" >>"$W/results"
 done
 AGENT_RSS=$(awk '/VmHWM/ {print $2}' "/proc/$AGENT/status")
 python3 - "$W/results" "$SECS" "$CONNS" "$THREADS" "$AGENT_RSS" <<'EOF'
 import sys
 rows = [l.split() for l in open(sys.argv[1])]
 secs, conns, threads, rss = sys.argv[2:6]
-best = {}
-for name, rps, p50, p99, bad in rows:
+best, cpu = {}, {}
+hz = int(__import__("os").sysconf("SC_CLK_TCK"))
+for name, rps, p50, p99, bad, n, proxy, up in rows:
     if int(bad):
         sys.exit(f"{name}: {bad} failed requests")
     r = (float(rps), float(p50), float(p99))
     if name not in best or r[0] > best[name][0]:
         best[name] = r
+    # CPU per request over all rounds: (user, system) of the proxy, and the upstream's total
+    pu, ps = map(int, proxy.split(":"))
+    uu, us = map(int, up.split(":"))
+    c = cpu.setdefault(name, [0, 0, 0, 0])
+    c[0] += pu; c[1] += ps; c[2] += uu + us; c[3] += int(n)
 print(f"wrk, {threads} threads, {conns} connections, {secs} s per run, best of {len(rows)//3} rounds; "
       f"nginx and the helper with {threads} workers/threads")
 print(f"{'':<28} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
@@ -149,5 +180,10 @@ for n in ("direct", "nginx", "keyport"):
 k, n = best["keyport"], best["nginx"]
 print(f"helper / nginx req/s: {k[0]/n[0]:.2f}x (target >= 1.00)")
 print(f"helper / nginx p99:   {k[2]/n[2]:.2f}x (target <= 1.00)")
+us = lambda ticks, n: ticks * 1e6 / hz / n
+print(f"CPU per request, all rounds:  {'proxy user':>10} {'proxy sys':>10} {'upstream':>10}")
+for name, label in (("nginx", "nginx reverse proxy"), ("keyport", "keyport helper")):
+    pu, ps, up, n = cpu[name]
+    print(f"{label:<29} {us(pu, n):>8.2f}us {us(ps, n):>8.2f}us {us(up, n):>8.2f}us")
 print(f"agent peak RSS after the runs: {int(rss)/1024:.1f} MB")
 EOF
