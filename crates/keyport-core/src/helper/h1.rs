@@ -274,10 +274,7 @@ fn framing(method: &Method, status: StatusCode, h: &HeaderMap) -> Result<Framing
     }
     let mut length = None;
     for v in h.get_all(hyper::header::CONTENT_LENGTH) {
-        let n: u64 = v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
+        let n = digits(v.as_bytes().trim_ascii(), 10)
             .ok_or("its answer has an invalid Content-Length")?;
         if length.is_some_and(|l| l != n) {
             return Err("its answer has two different Content-Lengths");
@@ -289,6 +286,15 @@ fn framing(method: &Method, status: StatusCode, h: &HeaderMap) -> Result<Framing
         Some(n) => Framing::Length(n),
         None => Framing::Close,
     })
+}
+
+/// A number of only digits in `radix` (no sign, no space: `+5` is not a length, as a
+/// server and a client that disagree on a length disagree on where an answer ends).
+fn digits(s: &[u8], radix: u32) -> Option<u64> {
+    if s.is_empty() || !s.iter().all(|b| (*b as char).is_digit(radix)) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(s).ok()?, radix).ok()
 }
 
 /// An answer's body, read off the connection as the client takes it. Once read to its end
@@ -374,9 +380,7 @@ impl DirectBody {
                     self.framing = match state {
                         Chunk::Size => {
                             let hex = line.split(|b| *b == b';').next().unwrap_or(b"");
-                            let size = std::str::from_utf8(hex)
-                                .ok()
-                                .and_then(|s| u64::from_str_radix(s.trim(), 16).ok())
+                            let size = digits(hex.trim_ascii(), 16)
                                 .ok_or_else(|| bad("the answer's chunked body is malformed"))?;
                             Framing::Chunked(if size == 0 {
                                 Chunk::Trailers
@@ -528,6 +532,15 @@ mod tests {
         )
         .is_err());
         assert!(f(Method::GET, head(200, &[("content-length", "-1")])).is_err());
+        assert!(f(Method::GET, head(200, &[("content-length", "+5")])).is_err());
+        assert!(f(
+            Method::GET,
+            head(200, &[("content-length", "99999999999999999999")])
+        )
+        .is_err());
+        assert_eq!(digits(b"1f", 16), Some(31));
+        assert_eq!(digits(b"+1f", 16), None);
+        assert_eq!(digits(b"", 16), None);
     }
 
     #[test]
@@ -646,6 +659,32 @@ mod tests {
                 .count(),
             4
         );
+    }
+
+    #[tokio::test]
+    async fn a_malformed_chunked_body_is_an_error_and_the_connection_not_reused() {
+        for answer in [
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+3\r\nabc\r\n0\r\n\r\n"[..],
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n"[..],
+        ] {
+            let (port, _t) = server(vec![answer]).await;
+            let key = super::super::upstream::test_pool_key();
+            let conn = Conn::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+            let r = conn
+                .send(
+                    &Method::GET,
+                    "/",
+                    &HeaderValue::from_static("h"),
+                    &HeaderMap::new(),
+                    &Bytes::new(),
+                    Slot::test_new(key),
+                )
+                .await
+                .unwrap();
+            let e = r.into_body().collect().await.unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+            assert!(super::super::upstream::test_take_back(key).is_none());
+        }
     }
 
     #[tokio::test]
