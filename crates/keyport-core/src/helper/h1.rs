@@ -607,6 +607,21 @@ mod tests {
         (port, t)
     }
 
+    /// `GET /` on `conn`, with a slot of `key`.
+    async fn get(conn: Conn, key: u32) -> Result<Response<DirectBody>, SendError> {
+        let host = HeaderValue::from_static("h");
+        let slot = Slot::test_new(key);
+        conn.send(
+            &Method::GET,
+            "/",
+            &host,
+            &HeaderMap::new(),
+            &Bytes::new(),
+            slot,
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn bodies_of_every_framing_are_read_and_the_connection_reused() {
         let answers: Vec<&'static [u8]> = vec![
@@ -670,17 +685,7 @@ mod tests {
             let (port, _t) = server(vec![answer]).await;
             let key = super::super::upstream::test_pool_key();
             let conn = Conn::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
-            let r = conn
-                .send(
-                    &Method::GET,
-                    "/",
-                    &HeaderValue::from_static("h"),
-                    &HeaderMap::new(),
-                    &Bytes::new(),
-                    Slot::test_new(key),
-                )
-                .await
-                .unwrap();
+            let r = get(conn, key).await.unwrap();
             let e = r.into_body().collect().await.unwrap_err();
             assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
             assert!(super::super::upstream::test_take_back(key).is_none());
@@ -692,17 +697,7 @@ mod tests {
         let (port, t) = server(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]).await;
         let key = super::super::upstream::test_pool_key();
         let conn = Conn::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
-        let r = conn
-            .send(
-                &Method::GET,
-                "/",
-                &HeaderValue::from_static("h"),
-                &HeaderMap::new(),
-                &Bytes::new(),
-                Slot::test_new(key),
-            )
-            .await
-            .unwrap();
+        let r = get(conn, key).await.unwrap();
         t.await.unwrap(); // the server has closed its end
         let e = r.into_body().collect().await.unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
@@ -720,18 +715,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(closed, "the server's close is seen");
-        let e = conn
-            .send(
-                &Method::GET,
-                "/",
-                &HeaderValue::from_static("h"),
-                &HeaderMap::new(),
-                &Bytes::new(),
-                Slot::test_new(key),
-            )
-            .await
-            .err()
-            .expect("no answer");
+        let e = get(conn, key).await.err().expect("no answer");
         assert!(
             e.retry,
             "a GET nothing came back for may go on another connection"
