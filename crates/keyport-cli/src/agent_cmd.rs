@@ -226,7 +226,12 @@ pub fn agent(args: AgentArgs) -> Result<()> {
             HostOptions {
                 config: args.config,
                 notifier,
-                helper: args.helper,
+                helper: args.helper.map(|h| keyport_core::helper::HelperOptions {
+                    // (only while the purge delay is ours to change)
+                    on_load: (std::env::var("MIMALLOC_PURGE_DELAY").as_deref() == Ok("0"))
+                        .then_some(crate::alloc::helper_load as fn(bool)),
+                    ..h
+                }),
             },
         )
         .await?;
@@ -266,8 +271,8 @@ pub fn agent(args: AgentArgs) -> Result<()> {
 /// helper threads allocate on every proxied request, so their allocator must be fast. Rust
 /// code allocates with mimalloc (`main.rs`: 10% less CPU per proxied request than glibc's
 /// malloc with an arena per thread), told to give freed pages back at once
-/// (`MIMALLOC_PURGE_DELAY=0`: 16.5 MB -> 14.8 MB idle with 1,000 profiles, no more system
-/// calls per request). The C libraries (libdbus) use glibc's malloc: one arena, as they
+/// (`MIMALLOC_PURGE_DELAY=0`: 16.5 MB -> 14.8 MB idle with 1,000 profiles), except while
+/// the helper has connections (`crate::alloc`). The C libraries (libdbus) use glibc's malloc: one arena, as they
 /// allocate little. Both are read at process start only, so the agent re-executes itself
 /// (same pid) with them set, unless the user set them (docs/BENCHMARKS.md).
 fn tune_allocators() {

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 // The agent's control channel is a unix socket: this binary targets Linux and macOS for
 // now (Windows would need a named pipe; docs/ARCHITECTURE.md).
 mod agent_cmd;
+mod alloc;
 mod helper_cmd;
 
 /// The agent's helper allocates on every proxied request: mimalloc is faster there than

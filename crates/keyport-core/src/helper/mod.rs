@@ -66,6 +66,9 @@ pub struct HelperOptions {
     pub origins: Vec<String>,
     /// Serving threads; `None`: one per core, at most 4.
     pub threads: Option<usize>,
+    /// Told `true` when the helper gets its first open connection and `false` when it loses
+    /// its last (the host tunes its allocator for load).
+    pub on_load: Option<fn(bool)>,
 }
 
 impl HelperOptions {
@@ -74,6 +77,7 @@ impl HelperOptions {
             port,
             origins,
             threads: None,
+            on_load: None,
         }
     }
 }
@@ -186,7 +190,11 @@ pub(crate) struct Shared {
 #[derive(Default)]
 pub struct Balance {
     open: Vec<std::sync::atomic::AtomicUsize>,
+    /// All threads' connections.
+    total: std::sync::atomic::AtomicUsize,
     changed: tokio::sync::Notify,
+    /// See [`HelperOptions::on_load`].
+    on_load: Option<fn(bool)>,
 }
 
 impl Balance {
@@ -194,7 +202,9 @@ impl Balance {
     pub fn new(threads: usize) -> Balance {
         Balance {
             open: (0..threads).map(|_| Default::default()).collect(),
+            total: Default::default(),
             changed: tokio::sync::Notify::new(),
+            on_load: None,
         }
     }
 
@@ -227,6 +237,11 @@ impl Balance {
     /// Thread `me` took a connection; it is counted until the guard drops.
     pub fn took(self: &Arc<Self>, me: usize) -> Counted {
         self.open[me].fetch_add(1, Ordering::Relaxed);
+        if self.total.fetch_add(1, Ordering::AcqRel) == 0 {
+            if let Some(f) = self.on_load {
+                f(true);
+            }
+        }
         self.changed.notify_waiters();
         Counted {
             balance: self.clone(),
@@ -244,6 +259,11 @@ pub struct Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         self.balance.open[self.me].fetch_sub(1, Ordering::Relaxed);
+        if self.balance.total.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(f) = self.balance.on_load {
+                f(false);
+            }
+        }
         self.balance.changed.notify_waiters();
     }
 }
@@ -302,7 +322,7 @@ impl Helper {
             }
         }
         let threads = opts.threads.unwrap_or_else(default_threads);
-        if let Err(e) = helper.serve(threads.max(1), &listening) {
+        if let Err(e) = helper.serve(threads.max(1), opts.on_load, &listening) {
             errors.push(format!("cannot start the helper's threads ({e})"));
         }
         if !errors.is_empty() {
@@ -312,8 +332,15 @@ impl Helper {
     }
 
     /// Starts `n` serving threads, each accepting on every listener.
-    fn serve(&self, n: usize, listening: &[Listening]) -> std::io::Result<()> {
-        let balance = Arc::new(Balance::new(n));
+    fn serve(
+        &self,
+        n: usize,
+        on_load: Option<fn(bool)>,
+        listening: &[Listening],
+    ) -> std::io::Result<()> {
+        let mut balance = Balance::new(n);
+        balance.on_load = on_load;
+        let balance = Arc::new(balance);
         for i in 0..n {
             let balance = balance.clone();
             let mine = listening
@@ -585,6 +612,23 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_hears_when_the_first_connection_opens_and_the_last_closes() {
+        static SEEN: Mutex<Vec<bool>> = Mutex::new(Vec::new());
+        let mut b = Balance::new(2);
+        b.on_load = Some(|busy| SEEN.lock().unwrap().push(busy));
+        let b = Arc::new(b);
+        let first = b.took(0);
+        let second = b.took(1);
+        assert_eq!(*SEEN.lock().unwrap(), [true], "once, at the first");
+        drop(first);
+        assert_eq!(*SEEN.lock().unwrap(), [true]);
+        drop(second);
+        let third = b.took(1);
+        drop(third);
+        assert_eq!(*SEEN.lock().unwrap(), [true, false, true, false]);
+    }
 
     #[tokio::test]
     async fn a_thread_two_connections_ahead_waits_until_the_others_catch_up() {
