@@ -125,7 +125,7 @@ impl Conn {
                 | Method::TRACE
         );
         // The head, skipping informational answers (100 Continue, 103 Early Hints).
-        let (status, headers, keep_alive) = loop {
+        let (status, mut headers, keep_alive) = loop {
             match parse_head(&mut self.buf)? {
                 Some(h) if h.0.is_informational() => continue,
                 Some(h) => break h,
@@ -159,6 +159,11 @@ impl Conn {
             retry: false,
         })?;
         let keep_alive = keep_alive && framing != Framing::Close;
+        if headers.contains_key(hyper::header::TRANSFER_ENCODING) {
+            // The coding decides where the body ends; a Content-Length beside it would tell
+            // the client something else (RFC 9112 6.3: a proxy removes it).
+            headers.remove(hyper::header::CONTENT_LENGTH);
+        }
         let mut r = Response::new(DirectBody {
             conn: Some(self),
             framing,
@@ -626,7 +631,7 @@ mod tests {
     async fn bodies_of_every_framing_are_read_and_the_connection_reused() {
         let answers: Vec<&'static [u8]> = vec![
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n",
             b"HTTP/1.1 204 No Content\r\n\r\n",
             b"HTTP/1.1 200 OK\r\n\r\nto the end",
         ];
@@ -652,6 +657,12 @@ mod tests {
                 )
                 .await
                 .unwrap();
+            if i == 1 {
+                assert!(
+                    !r.headers().contains_key("content-length"),
+                    "chunked wins, and the length beside it is not passed on"
+                );
+            }
             let body = r.into_body().collect().await.unwrap().to_bytes();
             got.push(String::from_utf8(body.to_vec()).unwrap());
             if i < 3 {
