@@ -130,7 +130,7 @@ impl Slot {
         if kept {
             wake(key);
         } else {
-            reslot(key);
+            release(key);
         }
     }
 
@@ -172,10 +172,10 @@ impl Drop for Slot {
                     wake(key);
                 } else {
                     drop(idle);
-                    reslot(key);
+                    release(key);
                 }
             }),
-            _ => reslot(key),
+            _ => release(key),
         }
     }
 }
@@ -234,7 +234,7 @@ fn take_idle(key: PoolKey) -> Option<http1::SendRequest<ReqBody>> {
         if since.elapsed() < POOL_IDLE && !s.is_closed() {
             return Some(s);
         }
-        reslot(key);
+        release(key);
     }
 }
 
@@ -246,7 +246,7 @@ fn take_idle_direct(key: PoolKey) -> Option<h1::Conn> {
         if c.since.elapsed() < POOL_IDLE && c.is_usable() {
             return Some(c);
         }
-        reslot(key);
+        release(key);
     }
 }
 
@@ -280,7 +280,7 @@ fn wake(key: PoolKey) {
 }
 
 /// A connection of `key` is gone: its slot is free.
-fn reslot(key: PoolKey) {
+fn release(key: PoolKey) {
     POOL.with(|p| {
         if let Some(sl) = p.slots.borrow_mut().get_mut(&key) {
             sl.open = sl.open.saturating_sub(1);
@@ -361,6 +361,8 @@ impl Upstream {
             }
             match take_slot(key) {
                 None => break Slot::holding(key),
+                // All taken, one by an idle direct connection: close it, take its slot.
+                Some(_) if take_idle_direct(key).is_some() => release(key),
                 // a connection came back or a slot was freed (or, at worst, look again soon)
                 Some(rx) => {
                     let _ = tokio::time::timeout(Duration::from_millis(100), rx).await;
@@ -444,6 +446,8 @@ impl Upstream {
             }
             match take_slot(key) {
                 None => break Slot::holding(key),
+                // All taken, one by an idle hyper connection (a streamed upload's): close it.
+                Some(_) if take_idle(key).is_some() => release(key),
                 Some(rx) => {
                     let _ = tokio::time::timeout(Duration::from_millis(100), rx).await;
                 }
@@ -763,6 +767,91 @@ mod tests {
             (u.origin.as_str(), u.prefix.as_str()),
             ("http://127.0.0.1:8080", "")
         );
+    }
+
+    /// An API on loopback answering every request on every connection with `ok`.
+    async fn api() -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut b = [0u8; 4096];
+                    while let Ok(n @ 1..) = s.read(&mut b).await {
+                        seen.extend_from_slice(&b[..n]);
+                        while let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..i + 4);
+                            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if s.write_all(ok).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn idle_connections_of_the_other_kind_give_up_their_slots() {
+        let port = api().await;
+        let Route::Ready(up) =
+            Route::of(&cfg(Some(&format!("http://127.0.0.1:{port}")), false), "p")
+        else {
+            panic!("ready")
+        };
+        let get = || {
+            let mut r = Request::new(Either::Right(Full::new(Bytes::new())));
+            *r.uri_mut() = "/x".parse().unwrap();
+            r
+        };
+        // Every slot of this thread taken by a hyper connection, then all of them idle.
+        let mut held = Vec::new();
+        for _ in 0..MAX_OPEN {
+            held.push(up.send(get(), false).await.unwrap());
+        }
+        for (r, slot) in held {
+            use http_body_util::BodyExt;
+            assert_eq!(
+                &r.into_body().collect().await.unwrap().to_bytes()[..],
+                b"ok"
+            );
+            slot.unwrap().finish();
+        }
+        // A direct request gets a slot by closing one of them, at once.
+        let uri: Uri = "/x".parse().unwrap();
+        let direct = up.send_kept(&Method::GET, &uri, HeaderMap::new(), Bytes::new(), false);
+        let (r, _) = tokio::time::timeout(Duration::from_secs(5), direct)
+            .await
+            .expect("not left waiting for a slot")
+            .unwrap();
+        assert!(matches!(r.body(), UpBody::Direct(_)));
+        drop(r); // (its body unread: that connection closes)
+                 // ... and so does a hyper request when direct ones hold every slot.
+        let mut held = Vec::new();
+        for _ in 0..MAX_OPEN {
+            let uri = "/x".parse().unwrap();
+            held.push(
+                up.send_kept(&Method::GET, &uri, HeaderMap::new(), Bytes::new(), false)
+                    .await
+                    .unwrap(),
+            );
+        }
+        for (r, _) in held {
+            use http_body_util::BodyExt;
+            assert_eq!(
+                &r.into_body().collect().await.unwrap().to_bytes()[..],
+                b"ok"
+            );
+        }
+        let (r, _) = tokio::time::timeout(Duration::from_secs(5), up.send(get(), false))
+            .await
+            .expect("not left waiting for a slot")
+            .unwrap();
+        assert_eq!(r.status(), 200);
     }
 
     #[test]
