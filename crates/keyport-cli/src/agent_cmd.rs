@@ -272,9 +272,10 @@ pub fn agent(args: AgentArgs) -> Result<()> {
 /// code allocates with mimalloc (`main.rs`: 10% less CPU per proxied request than glibc's
 /// malloc with an arena per thread), told to give freed pages back at once
 /// (`MIMALLOC_PURGE_DELAY=0`: 16.5 MB -> 14.8 MB idle with 1,000 profiles), except while
-/// the helper has connections (`crate::alloc`). The C libraries (libdbus) use glibc's malloc: one arena, as they
-/// allocate little. Both are read at process start only, so the agent re-executes itself
-/// (same pid) with them set, unless the user set them (docs/BENCHMARKS.md).
+/// the helper has connections (`crate::alloc`). The C libraries (libdbus) use glibc's
+/// malloc: one arena, as they allocate little. Both are read at process start only, so the
+/// agent re-executes itself (same pid) with them set, unless the user set them
+/// (docs/BENCHMARKS.md).
 fn tune_allocators() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none()

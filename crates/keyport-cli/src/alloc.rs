@@ -4,7 +4,7 @@
 //! set by `agent_cmd::tune_allocators`: with mimalloc's default 10 ms delay an agent that
 //! goes idle after start-up keeps 20 MB instead of 15, because a delayed purge only runs
 //! when the thread allocates again). Under proxied load that purges pages as they empty, a
-//! page fault every few requests (about 1.6 µs per request). So while the helper has a
+//! page fault every few requests (about 1.1 µs per request). So while the helper has a
 //! connection open the delay is mimalloc's default, and when its last one closes it is 0
 //! again and that thread collects.
 //!

@@ -614,11 +614,21 @@ mod tests {
 
     /// `GET /` on `conn`, with a slot of `key`.
     async fn get(conn: Conn, key: u32) -> Result<Response<DirectBody>, SendError> {
-        let host = HeaderValue::from_static("h");
+        get_at(conn, key, "h", "/").await
+    }
+
+    /// `GET target` with `Host: host` on `conn`, with a slot of `key`.
+    async fn get_at(
+        conn: Conn,
+        key: u32,
+        host: &'static str,
+        target: &str,
+    ) -> Result<Response<DirectBody>, SendError> {
+        let host = HeaderValue::from_static(host);
         let slot = Slot::test_new(key);
         conn.send(
             &Method::GET,
-            "/",
+            target,
             &host,
             &HeaderMap::new(),
             &Bytes::new(),
@@ -637,24 +647,12 @@ mod tests {
         ];
         let (port, t) = server(answers).await;
         let key = super::super::upstream::test_pool_key();
-        let host = HeaderValue::from_static("example");
         let mut conn = Some(Conn::new(
             TcpStream::connect(("127.0.0.1", port)).await.unwrap(),
         ));
         let mut got = Vec::new();
         for i in 0..4 {
-            let slot = Slot::test_new(key);
-            let r = conn
-                .take()
-                .unwrap()
-                .send(
-                    &Method::GET,
-                    "/x",
-                    &host,
-                    &HeaderMap::new(),
-                    &Bytes::new(),
-                    slot,
-                )
+            let r = get_at(conn.take().unwrap(), key, "example", "/x")
                 .await
                 .unwrap();
             if i == 1 {

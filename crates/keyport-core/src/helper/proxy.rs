@@ -11,8 +11,9 @@
 //!   are hop-by-hop headers and those `Connection` names; the profile's headers are set;
 //!   `Host` is the upstream's.
 //! - **Bodies stream** both ways (hyper's `Incoming`, or a direct connection's body, is
-//!   passed on frame by frame, so memory stays bounded and server-sent events arrive as sent). A body of at most
-//!   [`REPLAY_MAX`] is kept so that a 401 can be answered by renewing once and replaying.
+//!   passed on frame by frame, so memory stays bounded and server-sent events arrive as
+//!   sent). A body of at most [`REPLAY_MAX`] is kept so that a 401 can be answered by
+//!   renewing once and replaying.
 //! - **Upgrades** (WebSocket) go over an HTTP/1.1 connection and are spliced both ways
 //!   after the upstream's 101.
 //! - **Redirects** are passed back, never followed; a `Location` on the upstream's origin

@@ -266,6 +266,24 @@ fn take_slot(key: PoolKey) -> Option<tokio::sync::oneshot::Receiver<()>> {
     })
 }
 
+/// When no idle connection was fit: a slot for a new connection, or `None` once one may
+/// have come back (the caller looks again). If all are taken and `close_other` finds (and
+/// drops) an idle connection of the other kind, direct or hyper's, its slot is freed.
+async fn slot_or_wait(key: PoolKey, close_other: fn(PoolKey) -> bool) -> Option<Slot> {
+    match take_slot(key) {
+        None => Some(Slot::holding(key)),
+        Some(_) if close_other(key) => {
+            release(key);
+            None
+        }
+        // a connection came back or a slot was freed (or, at worst, look again soon)
+        Some(rx) => {
+            let _ = tokio::time::timeout(Duration::from_millis(100), rx).await;
+            None
+        }
+    }
+}
+
 /// Wakes the first request still waiting for a connection of `key`.
 fn wake(key: PoolKey) {
     POOL.with(|p| {
@@ -359,14 +377,8 @@ impl Upstream {
                 }
                 continue;
             }
-            match take_slot(key) {
-                None => break Slot::holding(key),
-                // All taken, one by an idle direct connection: close it, take its slot.
-                Some(_) if take_idle_direct(key).is_some() => release(key),
-                // a connection came back or a slot was freed (or, at worst, look again soon)
-                Some(rx) => {
-                    let _ = tokio::time::timeout(Duration::from_millis(100), rx).await;
-                }
+            if let Some(slot) = slot_or_wait(key, |k| take_idle_direct(k).is_some()).await {
+                break slot;
             }
         };
         match self.connect(true, false).await? {
@@ -444,13 +456,9 @@ impl Upstream {
                     Err(e) => return Err(UpstreamError::Answer(e.why)),
                 }
             }
-            match take_slot(key) {
-                None => break Slot::holding(key),
-                // All taken, one by an idle hyper connection (a streamed upload's): close it.
-                Some(_) if take_idle(key).is_some() => release(key),
-                Some(rx) => {
-                    let _ = tokio::time::timeout(Duration::from_millis(100), rx).await;
-                }
+            // (an idle hyper connection is a streamed upload's)
+            if let Some(slot) = slot_or_wait(key, |k| take_idle(k).is_some()).await {
+                break slot;
             }
         };
         let (tcp, _) = self.connect_tcp().await?;
