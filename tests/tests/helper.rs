@@ -217,6 +217,144 @@ fn raw(port: u16, request: &[u8]) -> (u16, String) {
     (status, text)
 }
 
+/// One keep-alive connection carries requests of every kind in turn: plain ones (served
+/// directly, pipelined too), a small body, then a chunked upload, after which hyper serves
+/// the rest of the connection; every answer is complete and framed, and each request
+/// reached the upstream once, with the profile's header.
+#[test]
+fn one_connection_carries_plain_pipelined_and_chunked_requests() {
+    require_session();
+    let api = Upstream::start();
+    let kp = Keyport::new();
+    let p = unique("mix");
+    add_frappe(&kp, &p, &format!("{}/api", api.url));
+    let h = serve(&kp);
+    let mut s = TcpStream::connect(("127.0.0.1", h.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = |line: &str, extra: &str| {
+        format!(
+            "{line} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nX-Keyport-Key: {}\r\n{extra}\r\n",
+            h.port, h.key
+        )
+    };
+    // Reads one answer (Content-Length or chunked) and returns its status, head, body.
+    let mut pending = Vec::<u8>::new();
+    let mut answer = |s: &mut TcpStream, head_only: bool| -> (u16, String, String) {
+        let find = |b: &[u8], pat: &[u8]| b.windows(pat.len()).position(|w| w == pat);
+        let mut fill = |pending: &mut Vec<u8>| {
+            let mut chunk = [0u8; 8192];
+            let n = s.read(&mut chunk).expect("the helper answers");
+            assert!(
+                n > 0,
+                "the connection closed early: {}",
+                String::from_utf8_lossy(pending)
+            );
+            pending.extend_from_slice(&chunk[..n]);
+        };
+        let end = loop {
+            if let Some(i) = find(&pending, b"\r\n\r\n") {
+                break i + 4;
+            }
+            fill(&mut pending);
+        };
+        let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+        pending.drain(..end);
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let body = if head_only {
+            Vec::new()
+        } else if let Some(l) = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+        {
+            let n: usize = l.trim().parse().unwrap();
+            while pending.len() < n {
+                fill(&mut pending);
+            }
+            pending.drain(..n).collect::<Vec<u8>>()
+        } else {
+            assert!(
+                head.contains("transfer-encoding: chunked"),
+                "framed: {head}"
+            );
+            let mut body = Vec::new();
+            loop {
+                let line = loop {
+                    if let Some(i) = find(&pending, b"\r\n") {
+                        break i;
+                    }
+                    fill(&mut pending);
+                };
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&pending[..line]).unwrap(), 16)
+                        .unwrap();
+                while pending.len() < line + 2 + size + 2 {
+                    fill(&mut pending);
+                }
+                body.extend_from_slice(&pending[line + 2..line + 2 + size]);
+                pending.drain(..line + 2 + size + 2);
+                if size == 0 {
+                    break body;
+                }
+            }
+        };
+        (status, head, String::from_utf8(body).unwrap())
+    };
+    let echo = |body: &str| -> serde_json::Value { serde_json::from_str(body).unwrap() };
+    // plain GET, then two pipelined in one write, then a small POST body
+    s.write_all(head(&format!("GET /{p}/echo/1"), "").as_bytes())
+        .unwrap();
+    let (st, hd, b) = answer(&mut s, false);
+    assert_eq!(st, 200, "{hd}");
+    assert!(hd.contains("date: "), "{hd}");
+    assert_eq!(echo(&b)["path"], "/api/echo/1");
+    let two = head(&format!("GET /{p}/echo/2"), "") + &head(&format!("HEAD /{p}/echo/3"), "");
+    s.write_all(two.as_bytes()).unwrap();
+    let (st, _, b) = answer(&mut s, false);
+    assert_eq!((st, echo(&b)["path"].as_str()), (200, Some("/api/echo/2")));
+    let (st, hd, _) = answer(&mut s, true);
+    assert_eq!(st, 200, "HEAD: {hd}");
+    let post = head(&format!("POST /{p}/upload"), "Content-Length: 5\r\n") + "hello";
+    s.write_all(post.as_bytes()).unwrap();
+    let (st, _, b) = answer(&mut s, false);
+    assert_eq!((st, echo(&b)["bytes"].as_u64()), (200, Some(5)));
+    // a chunked upload: hyper takes the connection over from here
+    let chunked = head(
+        &format!("POST /{p}/upload"),
+        "Transfer-Encoding: chunked\r\n",
+    ) + "4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n";
+    s.write_all(chunked.as_bytes()).unwrap();
+    let (st, _, b) = answer(&mut s, false);
+    assert_eq!((st, echo(&b)["bytes"].as_u64()), (200, Some(7)));
+    s.write_all(head(&format!("GET /{p}/echo/4"), "Connection: close\r\n").as_bytes())
+        .unwrap();
+    let (st, _, b) = answer(&mut s, false);
+    assert_eq!((st, echo(&b)["path"].as_str()), (200, Some("/api/echo/4")));
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty() && pending.is_empty(),
+        "nothing after the last answer"
+    );
+    let seen = api.log();
+    let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/echo/1",
+            "/api/echo/2",
+            "/api/echo/3",
+            "/api/upload",
+            "/api/upload",
+            "/api/echo/4"
+        ]
+    );
+    assert!(seen.iter().all(|r| r
+        .headers
+        .iter()
+        .any(|(n, v)| n == "authorization" && v == "token fk-1:fs-2")));
+    drop(h);
+}
+
 /// Every hostile request of the issue is refused with its status and a reason, logged, and
 /// nothing reaches the upstream.
 #[test]

@@ -18,11 +18,13 @@
 //! request load. Only the board (lock-free reads) and, on a miss, the agent's task are
 //! shared.
 //!
-//! The parts: [`guard`] decides who may ask what, [`proxy`] forwards, [`upstream`] knows
+//! The parts: [`front`] reads a tool's requests (plain HTTP/1.1 itself, the rest through
+//! hyper's server), [`guard`] decides who may ask what, [`proxy`] forwards, [`upstream`] knows
 //! where and keeps the pooled clients, [`keys`] stores the keys, [`log`] is the access log.
 //! Left out on purpose: the CLI, and changing the port or origins of a running helper
 //! (restart the agent).
 
+pub mod front;
 pub mod guard;
 pub mod h1;
 pub mod keys;
@@ -527,7 +529,7 @@ fn accept(sh: Arc<Shared>, l: Listening, balance: Arc<Balance>, me: usize) -> st
                     let sh = sh.clone();
                     let counted = balance.took(me);
                     tokio::spawn(async move {
-                        serve_connection(sh, Listener::Tcp { port }, stream).await;
+                        front::serve(sh, Listener::Tcp { port }, stream).await;
                         drop((permit, counted));
                     });
                 }
@@ -556,7 +558,7 @@ fn accept(sh: Arc<Shared>, l: Listening, balance: Arc<Balance>, me: usize) -> st
                     }
                     let sh = sh.clone();
                     tokio::spawn(async move {
-                        serve_connection(sh, Listener::Unix, stream).await;
+                        front::serve(sh, Listener::Unix, stream).await;
                         drop(permit);
                     });
                 }
@@ -566,8 +568,9 @@ fn accept(sh: Arc<Shared>, l: Listening, balance: Arc<Balance>, me: usize) -> st
     Ok(())
 }
 
-/// Serves one client connection: HTTP/1.1 (with upgrades) or h2c by its first bytes.
-async fn serve_connection<S>(sh: Arc<Shared>, listener: Listener, stream: S)
+/// Serves the rest of a client connection with hyper (what [`front`] does not serve):
+/// HTTP/1.1 (with upgrades) or h2c by its first bytes.
+async fn serve_hyper<S>(sh: Arc<Shared>, listener: Listener, stream: S)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -585,7 +588,7 @@ where
         let sh = sh.clone();
         hyper::service::service_fn(move |req| {
             sh.requests.fetch_add(1, Ordering::Relaxed);
-            proxy::handle(sh.clone(), listener, req)
+            proxy::handle(sh.clone(), listener, req.map(http_body_util::Either::Left))
         })
     };
     if let Err(e) = b

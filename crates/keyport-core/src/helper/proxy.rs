@@ -207,7 +207,7 @@ pub fn error_status(e: &Error) -> (u16, &'static str) {
 pub(crate) async fn handle(
     sh: Arc<Shared>,
     listener: Listener,
-    mut req: Request<Incoming>,
+    mut req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
@@ -486,14 +486,14 @@ impl Shared {
         up: &Upstream,
         profile: &str,
         parts: hyper::http::request::Parts,
-        body: Incoming,
+        body: ReqBody,
         uri: Uri,
         served: Arc<Served>,
         origin: Option<HeaderValue>,
         upgrade: Option<HeaderValue>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Response<RespBody> {
-        let mut r = Request::new(Either::Left(body));
+        let mut r = Request::new(body);
         *r.method_mut() = parts.method;
         *r.uri_mut() = uri;
         *r.headers_mut() = upstream_headers(&parts.headers, &served, upgrade.as_ref());
