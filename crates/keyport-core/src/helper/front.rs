@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Body;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -123,7 +123,8 @@ async fn read_request<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> i
                 Parsed::Partial if buf.len() <= MAX_HEAD => {}
                 Parsed::Partial | Parsed::Other => return Ok(Next::Hyper),
                 Parsed::Direct {
-                    head,
+                    method,
+                    spans,
                     len,
                     body,
                     close,
@@ -134,11 +135,19 @@ async fn read_request<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> i
                             return Err(io::ErrorKind::UnexpectedEof.into());
                         }
                     }
-                    buf.advance(len);
+                    // The head's values and target are slices of its bytes, not copies.
+                    let head = buf.split_to(len).freeze();
                     let body = buf.split_to(body).freeze();
-                    let mut req = head;
-                    *req.body_mut() = Either::Right(Full::new(body));
-                    return Ok(Next::Direct(req, close));
+                    if let Some(req) = spans.request(&head, method, body.clone()) {
+                        return Ok(Next::Direct(req, close));
+                    }
+                    // httparse took it, `http` does not: hyper answers it, from its start
+                    let mut again = BytesMut::with_capacity(head.len() + body.len() + buf.len());
+                    again.extend_from_slice(&head);
+                    again.extend_from_slice(&body);
+                    again.extend_from_slice(buf);
+                    *buf = again;
+                    return Ok(Next::Hyper);
                 }
             }
         }
@@ -157,16 +166,49 @@ async fn read_request<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> i
 enum Parsed {
     /// Not all of the head is there yet.
     Partial,
-    /// Served here: the head (with an empty body for now), its length, the body's length,
+    /// Served here: the method, where its parts are, the head's length, the body's length,
     /// whether to close after it.
     Direct {
-        head: Request<proxy::ReqBody>,
+        method: Method,
+        spans: Spans,
         len: usize,
         body: usize,
         close: bool,
     },
     /// For hyper.
     Other,
+}
+
+/// Where the target and each header's name and value are in a head, as `(start, end)`.
+struct Spans {
+    target: (usize, usize),
+    headers: [((usize, usize), (usize, usize)); MAX_HEADERS],
+    n: usize,
+}
+
+impl Spans {
+    /// The request, its parts sliced out of `head` (the bytes `parse` saw), with `body`;
+    /// `None` if a part is not valid for `http` (httparse is a little more lenient).
+    fn request(
+        &self,
+        head: &Bytes,
+        method: Method,
+        body: Bytes,
+    ) -> Option<Request<proxy::ReqBody>> {
+        let slice = |(a, b): (usize, usize)| head.slice(a..b);
+        let mut headers = HeaderMap::with_capacity(self.n);
+        for &(name, value) in &self.headers[..self.n] {
+            let name = HeaderName::from_bytes(&head[name.0..name.1]).ok()?;
+            let value = HeaderValue::from_maybe_shared(slice(value)).ok()?;
+            headers.append(name, value);
+        }
+        let mut req = Request::new(Either::Right(Full::new(body)));
+        *req.method_mut() = method;
+        *req.uri_mut() = Uri::from_maybe_shared(slice(self.target)).ok()?;
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = headers;
+        Some(req)
+    }
 }
 
 /// Parses the head at the front of `buf` and decides who serves it.
@@ -190,46 +232,37 @@ fn parse(buf: &[u8]) -> Parsed {
     if method == Method::CONNECT {
         return Parsed::Other;
     }
-    let Ok(uri) = Uri::try_from(target) else {
-        return Parsed::Other;
+    let span = |part: &[u8]| super::h1::span(buf, part);
+    let mut spans = Spans {
+        target: span(target.as_bytes()),
+        headers: [((0, 0), (0, 0)); MAX_HEADERS],
+        n: r.headers.len(),
     };
-    let mut headers = HeaderMap::with_capacity(r.headers.len());
-    let mut body = 0;
+    let mut body = None;
     let mut close = false;
-    for h in r.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
-            return Parsed::Other;
-        };
-        let Ok(value) = HeaderValue::from_bytes(h.value) else {
-            return Parsed::Other;
-        };
-        if name == header::CONTENT_LENGTH {
+    for (i, h) in r.headers.iter().enumerate() {
+        let name = h.name.as_bytes();
+        spans.headers[i] = (span(name), span(h.value));
+        let is = |n: &HeaderName| name.eq_ignore_ascii_case(n.as_str().as_bytes());
+        if is(&header::CONTENT_LENGTH) {
             match digits(h.value.trim_ascii()) {
-                Some(n) if n <= REPLAY_MAX && !headers.contains_key(&name) => body = n,
+                Some(n) if n <= REPLAY_MAX && body.is_none() => body = Some(n),
                 _ => return Parsed::Other, // larger (streamed), repeated or invalid
             }
-        } else if name == header::TRANSFER_ENCODING
-            || name == header::UPGRADE
-            || name == header::EXPECT
-        {
+        } else if is(&header::TRANSFER_ENCODING) || is(&header::UPGRADE) || is(&header::EXPECT) {
             return Parsed::Other;
-        } else if name == header::CONNECTION {
+        } else if is(&header::CONNECTION) {
             close |= h
                 .value
                 .split(|b| *b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
         }
-        headers.append(name, value);
     }
-    let mut head = Request::new(Either::Right(Full::new(Bytes::new())));
-    *head.method_mut() = method;
-    *head.uri_mut() = uri;
-    *head.version_mut() = Version::HTTP_11;
-    *head.headers_mut() = headers;
     Parsed::Direct {
-        head,
+        method,
+        spans,
         len,
-        body,
+        body: body.unwrap_or(0),
         close,
     }
 }
@@ -298,6 +331,7 @@ where
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    drop(parts); // (its header values may hold the upstream connection's read buffer)
     if bodiless {
         drop(body); // logs it (and puts a finished upstream connection back)
         return io.write_all(out).await;
@@ -425,11 +459,16 @@ mod tests {
     fn direct(raw: &str) -> Option<(Request<proxy::ReqBody>, usize, usize, bool)> {
         match parse(raw.as_bytes()) {
             Parsed::Direct {
-                head,
+                method,
+                spans,
                 len,
                 body,
                 close,
-            } => Some((head, len, body, close)),
+            } => {
+                let head = Bytes::copy_from_slice(&raw.as_bytes()[..len]);
+                let req = spans.request(&head, method, Bytes::new()).expect("valid");
+                Some((req, len, body, close))
+            }
             _ => None,
         }
     }
@@ -538,6 +577,21 @@ mod tests {
                 ))))
             })
         }
+    }
+
+    #[tokio::test]
+    async fn a_head_http_does_not_take_goes_to_hyper_whole() {
+        // httparse takes `<` in a target, `http`'s Uri does not
+        let raw = b"POST /p/a<b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /";
+        assert!(matches!(parse(raw), Parsed::Direct { .. }));
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        a.write_all(raw).await.unwrap();
+        let mut buf = BytesMut::new();
+        assert!(matches!(
+            read_request(&mut b, &mut buf).await.unwrap(),
+            Next::Hyper
+        ));
+        assert_eq!(&buf[..], raw, "every byte, in order, for hyper to read");
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Response, StatusCode};
@@ -32,6 +32,8 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 /// How much is read from the socket at a time.
 const READ_SIZE: usize = 16 * 1024;
+/// A request buffer up to this capacity is kept for the connection's next request.
+const WIRE_KEEP: usize = 16 * 1024;
 
 /// Why a request on a direct connection failed.
 #[derive(Debug)]
@@ -47,6 +49,8 @@ pub struct SendError {
 pub struct Conn {
     io: TcpStream,
     buf: BytesMut,
+    /// The last request's bytes, its capacity kept for the next one.
+    wire: Vec<u8>,
     /// When it was last put back idle.
     pub(crate) since: Instant,
 }
@@ -79,6 +83,7 @@ impl Conn {
         Conn {
             io,
             buf: BytesMut::with_capacity(READ_SIZE),
+            wire: Vec::new(),
             since: Instant::now(),
         }
     }
@@ -105,11 +110,15 @@ impl Conn {
         body: &Bytes,
         slot: Slot,
     ) -> Result<Response<DirectBody>, SendError> {
-        let head = request_head(method, target, host, headers, body.len());
-        let mut wire = Vec::with_capacity(head.len() + body.len());
-        wire.extend_from_slice(&head);
+        let mut wire = std::mem::take(&mut self.wire);
+        wire.clear();
+        request_head(&mut wire, method, target, host, headers, body.len());
         wire.extend_from_slice(body);
-        if let Err(e) = self.io.write_all(&wire).await {
+        let sent = self.io.write_all(&wire).await;
+        if wire.capacity() <= WIRE_KEEP {
+            self.wire = wire; // reused by the next request on this connection
+        }
+        if let Err(e) = sent {
             return Err(SendError {
                 why: format!("cannot send the request ({e})"),
                 retry: true,
@@ -177,14 +186,15 @@ impl Conn {
     }
 }
 
+/// Appends a request's head to `w`.
 fn request_head(
+    w: &mut Vec<u8>,
     method: &Method,
     target: &str,
     host: &HeaderValue,
     headers: &HeaderMap,
     len: usize,
-) -> Vec<u8> {
-    let mut w = Vec::with_capacity(256);
+) {
     w.extend_from_slice(method.as_str().as_bytes());
     w.push(b' ');
     w.extend_from_slice(target.as_bytes());
@@ -209,13 +219,14 @@ fn request_head(
         Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::TRACE
     );
     if len > 0 || !bodiless {
-        w.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
+        use std::io::Write;
+        let _ = write!(w, "content-length: {len}\r\n"); // (a Vec takes every write)
     }
     w.extend_from_slice(b"\r\n");
-    w
 }
 
 /// An answer's head from the front of `buf` (consumed), or `None` if it is not all there.
+/// Header values are slices of the read bytes, not copies.
 fn parse_head(buf: &mut BytesMut) -> Result<Option<(StatusCode, HeaderMap, bool)>, SendError> {
     let bad = |why: String| SendError { why, retry: false };
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -230,17 +241,10 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<(StatusCode, HeaderMap, bool)
         .and_then(|c| StatusCode::from_u16(c).ok())
         .ok_or_else(|| bad("its answer has no valid status".into()))?;
     let mut keep_alive = r.version == Some(1);
-    let mut headers = HeaderMap::with_capacity(r.headers.len());
-    for h in r.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
-            bad(format!(
-                "its answer has an invalid header name {:?}",
-                h.name
-            ))
-        })?;
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| bad(format!("its answer's header {name} has an invalid value")))?;
-        if name == hyper::header::CONNECTION {
+    let mut spans = [((0, 0), (0, 0)); MAX_HEADERS];
+    for (i, h) in r.headers.iter().enumerate() {
+        spans[i] = (span(buf, h.name.as_bytes()), span(buf, h.value));
+        if h.name.eq_ignore_ascii_case("connection") {
             for t in h.value.split(|b| *b == b',') {
                 let t = t.trim_ascii();
                 if t.eq_ignore_ascii_case(b"close") {
@@ -250,10 +254,28 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<(StatusCode, HeaderMap, bool)
                 }
             }
         }
+    }
+    let count = r.headers.len();
+    let head = buf.split_to(n).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(name, value) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[name.0..name.1]).map_err(|_| {
+            bad(format!(
+                "its answer has an invalid header name {:?}",
+                String::from_utf8_lossy(&head[name.0..name.1])
+            ))
+        })?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value.0..value.1))
+            .map_err(|_| bad(format!("its answer's header {name} has an invalid value")))?;
         headers.append(name, value);
     }
-    buf.advance(n);
     Ok(Some((status, headers, keep_alive)))
+}
+
+/// Where `part`, a slice of `base` (as httparse hands them out), is in it: `(start, end)`.
+pub(crate) fn span(base: &[u8], part: &[u8]) -> (usize, usize) {
+    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    (start, start + part.len())
 }
 
 /// RFC 9112 6.3.
@@ -555,14 +577,20 @@ mod tests {
         h.insert("authorization", HeaderValue::from_static("token k:s"));
         h.insert("content-length", HeaderValue::from_static("999"));
         h.insert("expect", HeaderValue::from_static("100-continue"));
-        let get = String::from_utf8(request_head(&Method::GET, "/a?b=1", &host, &h, 0)).unwrap();
+        let req_head = |m: &Method, t: &str, host: &HeaderValue, h: &HeaderMap, len: usize| {
+            let mut w = b"(kept)".to_vec();
+            request_head(&mut w, m, t, host, h, len);
+            let s = String::from_utf8(w).unwrap();
+            s.strip_prefix("(kept)").expect("appended").to_string()
+        };
+        let get = req_head(&Method::GET, "/a?b=1", &host, &h, 0);
         assert_eq!(
             get,
             "GET /a?b=1 HTTP/1.1\r\nhost: api.example.com:8080\r\nauthorization: token k:s\r\n\r\n"
         );
-        let post = String::from_utf8(request_head(&Method::POST, "/p", &host, &h, 0)).unwrap();
+        let post = req_head(&Method::POST, "/p", &host, &h, 0);
         assert!(post.ends_with("content-length: 0\r\n\r\n"), "{post}");
-        let put = String::from_utf8(request_head(&Method::PUT, "/p", &host, &h, 12)).unwrap();
+        let put = req_head(&Method::PUT, "/p", &host, &h, 12);
         assert!(
             put.ends_with("content-length: 12\r\n\r\n") && !put.contains("999"),
             "{put}"
