@@ -31,6 +31,7 @@ use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::guard::Listener;
+use super::h1::Span;
 use super::proxy::{self, REPLAY_MAX};
 use super::{Shared, HEAD_TIMEOUT, MAX_HEAD};
 
@@ -181,8 +182,8 @@ enum Parsed {
 
 /// Where the target and each header's name and value are in a head, as `(start, end)`.
 struct Spans {
-    target: (usize, usize),
-    headers: [((usize, usize), (usize, usize)); MAX_HEADERS],
+    target: Span,
+    headers: [(Span, Span); MAX_HEADERS],
     n: usize,
 }
 
@@ -195,10 +196,10 @@ impl Spans {
         method: Method,
         body: Bytes,
     ) -> Option<Request<proxy::ReqBody>> {
-        let slice = |(a, b): (usize, usize)| head.slice(a..b);
+        let slice = |(a, b): Span| head.slice(a as usize..b as usize);
         let mut headers = HeaderMap::with_capacity(self.n);
         for &(name, value) in &self.headers[..self.n] {
-            let name = HeaderName::from_bytes(&head[name.0..name.1]).ok()?;
+            let name = HeaderName::from_bytes(&head[name.0 as usize..name.1 as usize]).ok()?;
             let value = HeaderValue::from_maybe_shared(slice(value)).ok()?;
             headers.append(name, value);
         }
@@ -213,9 +214,10 @@ impl Spans {
 
 /// Parses the head at the front of `buf` and decides who serves it.
 fn parse(buf: &[u8]) -> Parsed {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut r = httparse::Request::new(&mut slots);
-    let len = match r.parse(buf) {
+    // (uninitialized: nothing to fill in before each parse)
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut r = httparse::Request::new(&mut []);
+    let len = match r.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Other, // hyper answers it (or it is h2c's preface)

@@ -229,9 +229,12 @@ fn request_head(
 /// Header values are slices of the read bytes, not copies.
 fn parse_head(buf: &mut BytesMut) -> Result<Option<(StatusCode, HeaderMap, bool)>, SendError> {
     let bad = |why: String| SendError { why, retry: false };
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut r = httparse::Response::new(&mut slots);
-    let n = match r.parse(buf) {
+    // (uninitialized: nothing to fill in before each parse)
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut r = httparse::Response::new(&mut []);
+    let n = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut r, buf, &mut slots)
+    {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(bad(format!("its answer is not HTTP ({e})"))),
@@ -259,23 +262,27 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<(StatusCode, HeaderMap, bool)
     let head = buf.split_to(n).freeze();
     let mut headers = HeaderMap::with_capacity(count);
     for &(name, value) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[name.0..name.1]).map_err(|_| {
+        let name = &head[name.0 as usize..name.1 as usize];
+        let name = HeaderName::from_bytes(name).map_err(|_| {
             bad(format!(
                 "its answer has an invalid header name {:?}",
-                String::from_utf8_lossy(&head[name.0..name.1])
+                String::from_utf8_lossy(name)
             ))
         })?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value.0..value.1))
+        let value = HeaderValue::from_maybe_shared(head.slice(value.0 as usize..value.1 as usize))
             .map_err(|_| bad(format!("its answer's header {name} has an invalid value")))?;
         headers.append(name, value);
     }
     Ok(Some((status, headers, keep_alive)))
 }
 
-/// Where `part`, a slice of `base` (as httparse hands them out), is in it: `(start, end)`.
-pub(crate) fn span(base: &[u8], part: &[u8]) -> (usize, usize) {
+/// Where a part of a head is in it: `(start, end)` (heads are far smaller than 4 GiB).
+pub(crate) type Span = (u32, u32);
+
+/// Where `part`, a slice of `base` (as httparse hands them out), is in it.
+pub(crate) fn span(base: &[u8], part: &[u8]) -> Span {
     let start = part.as_ptr() as usize - base.as_ptr() as usize;
-    (start, start + part.len())
+    (start as u32, (start + part.len()) as u32)
 }
 
 /// RFC 9112 6.3.

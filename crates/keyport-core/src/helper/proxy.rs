@@ -247,10 +247,10 @@ pub(crate) async fn handle(
         Err(r) => return Ok(sh.refused(entry, started, &r)),
     };
     entry.profile = Some(a.profile.to_string());
-    entry.key.clone_from(&a.key);
     if let Some(k) = &a.key {
         keys.touch(k, entry.at);
     }
+    entry.key = a.key;
     let origin = req.headers().get(header::ORIGIN).cloned();
     if a.preflight {
         let mut r = Response::new(Either::Right(Full::new(Bytes::new())));
@@ -258,13 +258,12 @@ pub(crate) async fn handle(
         cors(r.headers_mut(), origin.as_ref(), Some(req.headers()));
         return Ok(sh.done(entry, started, r));
     }
-    let profile = a.profile.to_string();
-    let path = a.path.to_string();
-    let query = a.query.map(str::to_string);
+    // (borrowed from `target`, which outlives the request)
+    let (profile, path, query) = (a.profile, a.path, a.query);
     drop(keys);
-    let route = match sh.agent.board().route(&profile) {
+    let route = match sh.agent.board().route(profile) {
         None => {
-            let e = Error::ProfileNotFound(profile.clone());
+            let e = Error::ProfileNotFound(profile.to_string());
             return Ok(sh.failed(entry, started, 404, "not_found", &e.to_string()));
         }
         Some(r) => r,
@@ -275,7 +274,7 @@ pub(crate) async fn handle(
             return Ok(sh.failed(entry, started, 502, "no_api_base_url", why));
         }
     };
-    let served = match sh.agent.credential(&profile, MIN_VALID).await {
+    let served = match sh.agent.credential(profile, MIN_VALID).await {
         Ok(s) => s,
         Err(e) => {
             let (status, kind) = error_status(&e);
@@ -293,7 +292,7 @@ pub(crate) async fn handle(
         up.prefix,
         path,
         if query.is_some() { "?" } else { "" },
-        query.as_deref().unwrap_or("")
+        query.unwrap_or("")
     )
     .parse()
     {
@@ -336,7 +335,7 @@ pub(crate) async fn handle(
                 entry,
                 started,
                 up,
-                &profile,
+                profile,
                 parts,
                 body,
                 uri,
@@ -364,7 +363,7 @@ pub(crate) async fn handle(
     };
     if resp.status() == StatusCode::UNAUTHORIZED && upgrade.is_none() {
         // Renew once (unless someone already did since this request started) and replay.
-        let current = match sh.agent.peek(&profile, 0) {
+        let current = match sh.agent.peek(profile, 0) {
             Lookup::Valid(s) => Some(s),
             _ => None,
         };
@@ -372,7 +371,7 @@ pub(crate) async fn handle(
         let fresh = if renewed {
             current
         } else if served.challenge() {
-            sh.agent.refresh(&profile).await.ok()
+            sh.agent.refresh(profile).await.ok()
         } else {
             None
         };
@@ -389,7 +388,7 @@ pub(crate) async fn handle(
         entry,
         started,
         up,
-        &profile,
+        profile,
         resp,
         slot,
         origin,
