@@ -61,23 +61,12 @@ where
     let timer = tokio::time::sleep(HEAD_TIMEOUT);
     tokio::pin!(timer);
     loop {
-        let started = tokio::time::Instant::now();
-        let next = {
-            let read = read_request(&mut io, &mut buf);
-            tokio::pin!(read);
-            loop {
-                tokio::select! {
-                    biased;
-                    r = &mut read => break Ok(r),
-                    () = &mut timer => {
-                        if started.elapsed() >= HEAD_TIMEOUT {
-                            break Err(());
-                        }
-                        timer.as_mut().reset(started + HEAD_TIMEOUT);
-                    }
-                }
-            }
-        };
+        let next = within(
+            HEAD_TIMEOUT,
+            timer.as_mut(),
+            read_request(&mut io, &mut buf),
+        )
+        .await;
         let (req, close) = match next {
             Ok(Ok(Next::Direct(req, close))) => (req, close),
             Ok(Ok(Next::Hyper)) => {
@@ -100,6 +89,30 @@ where
         {
             let _ = io.shutdown().await;
             return;
+        }
+    }
+}
+
+/// `fut`, or `Err` once `limit` has passed since this call. `timer` is the connection's one
+/// timer: it is moved only when it fires before this call's deadline (it was set for an
+/// earlier call), never on the way in, so that arming it costs nothing per request.
+async fn within<F: std::future::Future>(
+    limit: std::time::Duration,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    fut: F,
+) -> Result<F::Output, ()> {
+    let started = tokio::time::Instant::now();
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut fut => return Ok(r),
+            () = timer.as_mut() => {
+                if started.elapsed() >= limit {
+                    return Err(());
+                }
+                timer.as_mut().reset(started + limit);
+            }
         }
     }
 }
@@ -594,6 +607,30 @@ mod tests {
             Next::Hyper
         ));
         assert_eq!(&buf[..], raw, "every byte, in order, for hyper to read");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_request_has_its_whole_limit_on_one_timer() {
+        use std::time::Duration;
+        use tokio::time::{advance, sleep, Instant};
+        let limit = Duration::from_secs(30);
+        let t0 = Instant::now();
+        let timer = sleep(limit);
+        tokio::pin!(timer);
+        // a request that comes in time, then one that starts at 20 s
+        assert_eq!(within(limit, timer.as_mut(), async { 1 }).await, Ok(1));
+        advance(Duration::from_secs(20)).await;
+        assert_eq!(timer.deadline(), t0 + limit, "not moved by a request");
+        let never = std::future::pending::<()>();
+        assert_eq!(within(limit, timer.as_mut(), never).await, Err(()));
+        assert_eq!(
+            Instant::now() - t0,
+            Duration::from_secs(50),
+            "timed out 30 s after it started, not when the timer first fired at 30 s"
+        );
+        // a slow one that finishes before its limit
+        let slow = sleep(Duration::from_secs(29));
+        assert_eq!(within(limit, timer.as_mut(), slow).await, Ok(()));
     }
 
     #[tokio::test]
