@@ -5,8 +5,8 @@
 //! (curl, Python `requests`, a BI tool's GETs). Those are read here with `httparse`, their
 //! body (at most [`REPLAY_MAX`]) read into memory, answered by `proxy::handle` like any
 //! other, and the answer written back with the head and a body that is already complete
-//! in one `write`: no connection task or dispatcher between the socket and the proxy,
-//! which measured about 2 µs of user time per request in hyper's server.
+//! in one `write`: no connection task or dispatcher between the socket and the proxy, and
+//! one head timer per connection instead of hyper's one per request (see `serve`).
 //!
 //! The first request that is not of that kind (h2c, HTTP/1.0, `CONNECT`, an `Upgrade`, a
 //! chunked or larger body, `Expect`, a head that does not parse or is too large, more
@@ -17,16 +17,15 @@
 //! Left out on purpose: who may ask and where it goes (`guard.rs`, `proxy.rs`), listening
 //! (`mod.rs`).
 
-use std::io;
+use std::io::{self, Write as _};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Body;
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderName};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
@@ -79,7 +78,6 @@ where
             // closed, failed or too slow to send its head: hyper closes those silently too
             Ok(Ok(Next::Closed)) | Ok(Err(_)) | Err(_) => return,
         };
-        sh.requests.fetch_add(1, Ordering::Relaxed);
         let head_only = req.method() == Method::HEAD;
         let Ok(resp) = proxy::handle(sh.clone(), listener, req).await;
         if write_answer(&mut io, &mut out, resp, head_only, close)
@@ -209,16 +207,12 @@ impl Spans {
         method: Method,
         body: Bytes,
     ) -> Option<Request<proxy::ReqBody>> {
-        let slice = |(a, b): Span| head.slice(a as usize..b as usize);
-        let mut headers = HeaderMap::with_capacity(self.n);
-        for &(name, value) in &self.headers[..self.n] {
-            let name = HeaderName::from_bytes(&head[name.0 as usize..name.1 as usize]).ok()?;
-            let value = HeaderValue::from_maybe_shared(slice(value)).ok()?;
-            headers.append(name, value);
-        }
+        let (a, b) = self.target;
+        let uri = Uri::from_maybe_shared(head.slice(a as usize..b as usize)).ok()?;
+        let headers = super::h1::header_map(head, &self.headers[..self.n]).ok()?;
         let mut req = Request::new(Either::Right(Full::new(body)));
         *req.method_mut() = method;
-        *req.uri_mut() = Uri::from_maybe_shared(slice(self.target)).ok()?;
+        *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
         *req.headers_mut() = headers;
         Some(req)
@@ -260,8 +254,8 @@ fn parse(buf: &[u8]) -> Parsed {
         spans.headers[i] = (span(name), span(h.value));
         let is = |n: &HeaderName| name.eq_ignore_ascii_case(n.as_str().as_bytes());
         if is(&header::CONTENT_LENGTH) {
-            match digits(h.value.trim_ascii()) {
-                Some(n) if n <= REPLAY_MAX && body.is_none() => body = Some(n),
+            match super::h1::digits(h.value.trim_ascii(), 10) {
+                Some(n) if n <= REPLAY_MAX as u64 && body.is_none() => body = Some(n as usize),
                 _ => return Parsed::Other, // larger (streamed), repeated or invalid
             }
         } else if is(&header::TRANSFER_ENCODING) || is(&header::UPGRADE) || is(&header::EXPECT) {
@@ -280,14 +274,6 @@ fn parse(buf: &[u8]) -> Parsed {
         body: body.unwrap_or(0),
         close,
     }
-}
-
-/// A length of only digits (`+5` or `5 5` is not one).
-fn digits(s: &[u8]) -> Option<usize> {
-    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(s).ok()?.parse().ok()
 }
 
 /// Writes an answer: its head, then its body with a `Content-Length` when its size is
@@ -337,13 +323,11 @@ where
         out.extend_from_slice(b"connection: close\r\n");
     }
     let chunked = !bodiless && size.is_none();
-    if bodiless {
-    } else if let Some(n) = size {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(n.to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-    } else {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    // (writes to a Vec cannot fail)
+    match size {
+        _ if bodiless => {}
+        Some(n) => _ = write!(out, "content-length: {n}\r\n"),
+        None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     out.extend_from_slice(b"\r\n");
     drop(parts); // (its header values may hold the upstream connection's read buffer)
@@ -370,7 +354,7 @@ where
             continue;
         }
         if chunked {
-            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            _ = write!(out, "{:x}\r\n", data.len());
         }
         if out.len() + data.len() <= GATHER {
             out.extend_from_slice(&data);
@@ -470,6 +454,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::HeaderValue;
 
     fn direct(raw: &str) -> Option<(Request<proxy::ReqBody>, usize, usize, bool)> {
         match parse(raw.as_bytes()) {

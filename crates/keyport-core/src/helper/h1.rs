@@ -260,20 +260,32 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<(StatusCode, HeaderMap, bool)
     }
     let count = r.headers.len();
     let head = buf.split_to(n).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(name, value) in &spans[..count] {
-        let name = &head[name.0 as usize..name.1 as usize];
-        let name = HeaderName::from_bytes(name).map_err(|_| {
-            bad(format!(
-                "its answer has an invalid header name {:?}",
-                String::from_utf8_lossy(name)
-            ))
-        })?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value.0 as usize..value.1 as usize))
-            .map_err(|_| bad(format!("its answer's header {name} has an invalid value")))?;
+    let headers = header_map(&head, &spans[..count]).map_err(|e| match e {
+        BadHeader::Name(n) => bad(format!("its answer has an invalid header name {n:?}")),
+        BadHeader::Value(n) => bad(format!("its answer's header {n} has an invalid value")),
+    })?;
+    Ok(Some((status, headers, keep_alive)))
+}
+
+/// A header httparse took and `http` does not (httparse is a little more lenient).
+pub(crate) enum BadHeader {
+    Name(String),
+    Value(HeaderName),
+}
+
+/// The headers at `spans` in `head`, their values slices of it (not copies).
+pub(crate) fn header_map(head: &Bytes, spans: &[(Span, Span)]) -> Result<HeaderMap, BadHeader> {
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for &((n0, n1), (v0, v1)) in spans {
+        let name = &head[n0 as usize..n1 as usize];
+        let name = HeaderName::from_bytes(name)
+            .map_err(|_| BadHeader::Name(String::from_utf8_lossy(name).into_owned()))?;
+        let Ok(value) = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize)) else {
+            return Err(BadHeader::Value(name));
+        };
         headers.append(name, value);
     }
-    Ok(Some((status, headers, keep_alive)))
+    Ok(headers)
 }
 
 /// Where a part of a head is in it: `(start, end)` (heads are far smaller than 4 GiB).
@@ -324,7 +336,7 @@ fn framing(method: &Method, status: StatusCode, h: &HeaderMap) -> Result<Framing
 
 /// A number of only digits in `radix` (no sign, no space: `+5` is not a length, as a
 /// server and a client that disagree on a length disagree on where an answer ends).
-fn digits(s: &[u8], radix: u32) -> Option<u64> {
+pub(crate) fn digits(s: &[u8], radix: u32) -> Option<u64> {
     if s.is_empty() || !s.iter().all(|b| (*b as char).is_digit(radix)) {
         return None;
     }

@@ -587,7 +587,6 @@ where
     let service = {
         let sh = sh.clone();
         hyper::service::service_fn(move |req| {
-            sh.requests.fetch_add(1, Ordering::Relaxed);
             proxy::handle(sh.clone(), listener, req.map(http_body_util::Either::Left))
         })
     };

@@ -209,6 +209,8 @@ pub(crate) async fn handle(
     listener: Listener,
     mut req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, Infallible> {
+    sh.requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let method = req.method().clone();
     // HTTP/2 names the authority in :authority, not Host; and its :path is origin-form.
