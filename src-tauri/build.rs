@@ -1,3 +1,8 @@
 fn main() {
-    tauri_build::build()
+    // The app's own commands get permissions (`allow-list-profiles`, ...), so the window's
+    // capability lists exactly the ones its page calls.
+    tauri_build::try_build(tauri_build::Attributes::new().app_manifest(
+        tauri_build::AppManifest::new().commands(&["list_profiles", "renew", "helper_info"]),
+    ))
+    .expect("tauri-build failed");
 }

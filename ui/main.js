@@ -1,5 +1,20 @@
-// Lists the profiles the core reads from the config file. No secrets ever reach this page.
+// The profiles, grouped by service, with each one's state from the app's agent and a live
+// countdown to expiry. The page follows the agent's events ("agent"): no polling. No secret
+// and no token ever reaches this page.
 const { invoke } = window.__TAURI__.core;
+const { listen } = window.__TAURI__.event;
+
+const STATE_LABELS = {
+  valid: "valid",
+  refreshing: "refreshing",
+  expiring: "expiring",
+  expired: "expired",
+  login_required: "login required",
+  error: "error",
+};
+
+/** name -> row ({name, preset, service, scheme, base_url, status}) */
+const rows = new Map();
 
 function cell(text, cls) {
   const td = document.createElement("td");
@@ -8,26 +23,114 @@ function cell(text, cls) {
   return td;
 }
 
-async function load() {
+// "in 4 min 20 s", "in 2 h 5 min", "3 min ago"
+function countdown(expiresAt, now) {
+  if (!expiresAt) return "";
+  let s = Math.round((Date.parse(expiresAt) - now) / 1000);
+  const past = s < 0;
+  s = Math.abs(s);
+  let text;
+  if (s < 60) text = `${s} s`;
+  else if (s < 3600) text = `${Math.floor(s / 60)} min ${s % 60} s`;
+  else if (s < 86400) text = `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  else text = `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+  return past ? `${text} ago` : `in ${text}`;
+}
+
+function render() {
   const body = document.querySelector("#profiles tbody");
-  try {
-    const profiles = await invoke("list_profiles");
-    body.replaceChildren(
-      ...profiles.map((p) => {
-        const tr = document.createElement("tr");
-        tr.dataset.profile = p.name;
-        tr.append(cell(p.name, "name"), cell(p.preset), cell(p.scheme), cell(p.base_url));
-        return tr;
-      }),
-    );
-    document.getElementById("empty").hidden = profiles.length > 0;
-    document.getElementById("status").textContent = `${profiles.length} profile(s)`;
-  } catch (e) {
-    const err = document.getElementById("error");
-    err.textContent = e.message ?? String(e);
-    err.hidden = false;
+  const groups = new Map();
+  for (const r of [...rows.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+    if (!groups.has(r.service)) groups.set(r.service, []);
+    groups.get(r.service).push(r);
   }
+  const out = [];
+  for (const service of [...groups.keys()].sort()) {
+    const head = document.createElement("tr");
+    head.className = "group";
+    const th = document.createElement("th");
+    th.colSpan = 5;
+    th.scope = "rowgroup";
+    th.textContent = service;
+    head.append(th);
+    out.push(head);
+    for (const r of groups.get(service)) {
+      const tr = document.createElement("tr");
+      tr.dataset.profile = r.name;
+      const state = r.status?.state ?? "unknown";
+      tr.dataset.state = state;
+      const badge = cell(STATE_LABELS[state] ?? state, `state ${state}`);
+      if (r.status?.last_error) badge.title = r.status.last_error;
+      const exp = cell(countdown(r.status?.expires_at, Date.now()), "expires");
+      if (r.status?.expires_at) exp.dataset.expiresAt = r.status.expires_at;
+      tr.append(cell(r.name, "name"), badge, exp, cell(r.preset), cell(r.base_url));
+      out.push(tr);
+    }
+  }
+  body.replaceChildren(...out);
+  document.getElementById("empty").hidden = rows.size > 0;
+  document.getElementById("status").textContent = `${rows.size} profile(s)`;
+  tick();
+}
+
+// Updates the countdowns once a second, only while one is shown and the window is visible.
+let timer = null;
+function tick() {
+  const cells = document.querySelectorAll("td.expires[data-expires-at]");
+  for (const c of cells) c.textContent = countdown(c.dataset.expiresAt, Date.now());
+  const want = cells.length > 0 && document.visibilityState === "visible";
+  if (want && timer === null) timer = setInterval(tick, 1000);
+  if (!want && timer !== null) {
+    clearInterval(timer);
+    timer = null;
+  }
+}
+document.addEventListener("visibilitychange", tick);
+
+function showError(e) {
+  const err = document.getElementById("error");
+  err.textContent = e?.message ?? String(e);
+  err.hidden = false;
+}
+
+async function reload() {
+  try {
+    const list = await invoke("list_profiles");
+    rows.clear();
+    for (const p of list) rows.set(p.name, p);
+    document.getElementById("error").hidden = true;
+  } catch (e) {
+    showError(e);
+  }
+  render();
+}
+
+function onAgentEvent(ev) {
+  switch (ev.event) {
+    case "snapshot":
+    case "added":
+    case "removed":
+      // (a new profile's service and base URL come from the config: read it again)
+      return reload();
+    case "changed":
+      return reload();
+    case "state":
+    case "renewal_succeeded":
+    case "renewal_failed": {
+      const r = rows.get(ev.profile.name);
+      if (!r) return reload();
+      r.status = ev.profile;
+      return render();
+    }
+    default:
+  }
+}
+
+async function start() {
+  await listen("agent", (e) => onAgentEvent(e.payload));
+  await listen("agent-error", (e) => showError(e.payload));
+  await reload();
   document.body.dataset.loaded = "true";
 }
 
-load();
+start();

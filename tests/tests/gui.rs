@@ -1,5 +1,7 @@
-//! The desktop app's real window, under Xvfb, driven through tauri-driver + WebKitWebDriver:
-//! it lists the profiles read through keyport-core, and no secret reaches the page.
+//! The desktop app's real window, under Xvfb, driven through tauri-driver + WebKitWebDriver,
+//! with the session's real keychain, notification sink and StatusNotifierWatcher: the app
+//! hosts the agent, the window follows its state, the CLI talks to it, the tray registers,
+//! SIGTERM stops it cleanly, and no secret reaches the page.
 //!
 //! Ignored by a plain `cargo test` because it needs the app binary and tauri-driver built;
 //! `./scripts/test.sh` builds both and runs it with `--include-ignored`.
@@ -50,7 +52,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    fn start(config_dir: &std::path::Path) -> Self {
+    fn start(kp: &Keyport) -> Self {
         let (port, native) = (free_port(), free_port());
         let child = Command::new(tauri_driver())
             .args([
@@ -59,7 +61,10 @@ impl Driver {
                 "--native-port",
                 &native.to_string(),
             ])
-            .env("KEYPORT_CONFIG_DIR", config_dir)
+            // (passed on to WebKitWebDriver and the app it starts)
+            .env("KEYPORT_CONFIG_DIR", kp.config_dir())
+            .env("KEYPORT_RUNTIME_DIR", kp.dir.path().join("run"))
+            .env("KEYPORT_HELPER_PORT", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -130,13 +135,38 @@ impl Driver {
     }
 }
 
+/// The app's pid, from the `agent.json` its agent host wrote.
+fn agent_pid(kp: &Keyport) -> Option<u32> {
+    let text = std::fs::read_to_string(kp.dir.path().join("run/agent.json")).ok()?;
+    serde_json::from_str::<Value>(&text).ok()?["pid"]
+        .as_u64()
+        .map(|p| p as u32)
+}
+
+/// The session's tray records (StatusNotifierWatcher registrations and item properties).
+fn tray_records() -> Vec<Value> {
+    let path = std::env::var_os("NOTIFY_SINK_LOG").expect("a headless session");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| {
+            r["method"] == "RegisterStatusNotifierItem" || r["method"] == "(item properties)"
+        })
+        .collect()
+}
+
 #[test]
 #[ignore = "needs the app binary and tauri-driver: run ./scripts/test.sh, or cargo test -- --include-ignored"]
-fn window_lists_the_profiles_and_no_secret() {
+fn the_app_hosts_the_agent_and_the_window_follows_it() {
     require_session();
     let app = bin("keyport-app");
     let kp = Keyport::new();
-    let (a, b) = (unique("gui-frappe"), unique("gui-patchworks"));
+    let (a, b, c) = (
+        unique("gui-frappe"),
+        unique("gui-patchworks"),
+        unique("gui-late"),
+    );
     kp.add(
         &a,
         "frappe-token",
@@ -154,32 +184,79 @@ fn window_lists_the_profiles_and_no_secret() {
         &[],
         &[("api_key", "gui-key-93ab")],
     );
+    let tray_before = tray_records().len();
 
-    let mut d = Driver::start(&kp.config_dir());
+    let mut d = Driver::start(&kp);
     d.open(&app);
     d.wait_for("return document.body.dataset.loaded === 'true'");
+    // Both profiles become valid in the window, from the embedded agent's state.
+    d.wait_for(
+        "const r = document.querySelectorAll('#profiles tbody tr[data-profile]'); \
+         return r.length === 2 && Array.from(r).every(t => t.dataset.state === 'valid')",
+    );
     let rows = d.script(
-        "return Array.from(document.querySelectorAll('#profiles tbody tr')).map(r => \
+        "return Array.from(document.querySelectorAll('#profiles tbody tr[data-profile]')).map(r => \
          Array.from(r.cells).map(c => c.textContent))",
     );
     assert_eq!(
         rows,
         json!([
-            [a, "frappe-token", "api-key", "https://erp.example.com"],
+            [a, "valid", "", "frappe-token", "https://erp.example.com"],
             [
                 b,
+                "valid",
+                "",
                 "patchworks-api-key",
-                "api-key",
                 "https://app.wearepatchworks.com"
             ],
         ])
     );
+    let groups = d.script(
+        "return Array.from(document.querySelectorAll('#profiles tr.group')).map(r => r.textContent)",
+    );
+    assert_eq!(groups, json!(["Frappe", "Patchworks"]));
     let html = d
         .script("return document.documentElement.outerHTML")
         .as_str()
         .unwrap()
         .to_string();
     assert!(!html.contains("gui-secret-5e1f") && !html.contains("gui-key-93ab"));
+
+    // The app hosts the session's agent: the CLI finds it and talks to it.
+    let pid = agent_pid(&kp).expect("the app wrote agent.json");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(exe.ends_with("keyport-app"), "{}", exe.display());
+    let status = kp.run(&["status"]).ok();
+    assert!(
+        status.stdout.contains(&a) && status.stdout.contains("valid"),
+        "{status:#?}"
+    );
+
+    // A profile added with the CLI shows up in the window at once (the agent's event).
+    kp.add(&c, "patchworks-api-key", &[], &[("api_key", "gui-key-77")]);
+    d.wait_for(&format!(
+        "const r = document.querySelector('#profiles tr[data-profile=\"{c}\"]'); \
+         return r !== null && r.dataset.state === 'valid'"
+    ));
+
+    // The tray registered with the session's StatusNotifierWatcher.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let props = loop {
+        let recs = tray_records();
+        if let Some(p) = recs[tray_before..]
+            .iter()
+            .find(|r| r["method"] == "(item properties)" && r["props"].is_object())
+        {
+            break p["props"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no tray registration recorded: {recs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(props["Status"], "Active", "{props}");
+    assert!(props.to_string().contains("Keyport"), "{props}");
 
     // A screenshot for people reviewing the change (after two frames, or it may be stale).
     d.script("return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))");
@@ -192,9 +269,18 @@ fn window_lists_the_profiles_and_no_secret() {
     let out = bin_dir().join("gui-screenshots");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("profiles.png"), bytes).unwrap();
-    drop(d);
 
-    for n in [&a, &b] {
-        kp.run(&["profile", "rm", n]).ok();
+    // SIGTERM quits like Quit: the agent stops cleanly and frees the session's lock.
+    let r = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(r.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while agent_pid(&kp).is_some() {
+        assert!(Instant::now() < deadline, "the app's agent did not stop");
+        std::thread::sleep(Duration::from_millis(100));
     }
+    kp.run(&["status"]).fails_with("no agent is running");
+    drop(d);
 }

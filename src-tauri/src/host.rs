@@ -1,0 +1,132 @@
+//! The app's one agent: the same [`Host`] `keyport agent` runs (renewals, notifications,
+//! the control socket the CLI talks to, the loopback helper), started in-process when the
+//! app starts and stopped when it quits.
+//!
+//! [`AppState`] is what every command reads. The host starts in the background so the
+//! window shows at once; a command that needs it waits for that one start (never a
+//! second). A start that fails (another agent already runs, a broken config file, a
+//! keychain that cannot be opened) is kept as the error every command answers with, in
+//! one line saying what to do. Left out: running as a client of an agent started
+//! elsewhere (`keyport agent` first, then the app): the app says which pid to stop.
+
+use std::sync::{Arc, Mutex};
+
+use keyport_core::agent::{AgentConfig, AgentHandle, Host, HostOptions};
+use keyport_core::helper::{Helper, HelperOptions};
+use keyport_core::notify::{DesktopNotifier, Notifier, SilentNotifier};
+use keyport_core::{ErrorInfo, Keyport};
+
+/// An error as the page sees it: the core's kind (one classification for the agent, the
+/// CLI and the app) and its one line, serialized once as `{kind, message}`.
+pub type UiError = ErrorInfo;
+
+/// How the app's agent runs.
+pub struct AppOptions {
+    /// Desktop notifications (the session's notification server); off in unit tests.
+    pub notifications: bool,
+    /// Serve the loopback helper.
+    pub helper: bool,
+    /// Overrides the `[helper]` port (tests: 0, any free port).
+    pub helper_port: Option<u16>,
+    /// Build the tray icon (off on the mock runtime, which has no GTK for its menu).
+    pub tray: bool,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            notifications: true,
+            helper: true,
+            helper_port: None,
+            tray: true,
+        }
+    }
+}
+
+/// The running agent's handles, as commands use them.
+#[derive(Clone)]
+pub struct Hosted {
+    pub agent: AgentHandle,
+    pub helper: Option<Helper>,
+}
+
+pub struct AppState {
+    kp: Result<Arc<Keyport>, UiError>,
+    opts: AppOptions,
+    hosted: tokio::sync::OnceCell<Result<Hosted, UiError>>,
+    /// Taken by [`AppState::stop`].
+    host: Mutex<Option<Host>>,
+}
+
+impl AppState {
+    /// `kp` is the opened core, or why it could not be opened (shown in the window).
+    pub fn new(kp: Result<Keyport, UiError>, opts: AppOptions) -> Self {
+        AppState {
+            kp: kp.map(Arc::new),
+            opts,
+            hosted: tokio::sync::OnceCell::new(),
+            host: Mutex::new(None),
+        }
+    }
+
+    pub fn options(&self) -> &AppOptions {
+        &self.opts
+    }
+
+    pub fn keyport(&self) -> Result<&Arc<Keyport>, UiError> {
+        self.kp.as_ref().map_err(Clone::clone)
+    }
+
+    /// The running agent, started by the first caller.
+    pub async fn hosted(&self) -> Result<&Hosted, UiError> {
+        self.hosted
+            .get_or_init(|| self.start())
+            .await
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    async fn start(&self) -> Result<Hosted, UiError> {
+        let kp = self.keyport()?.clone();
+        // A broken config file is reported before anything starts, as `keyport agent` does.
+        let settings = kp.load()?.helper;
+        let notifier: Arc<dyn Notifier> = if self.opts.notifications {
+            Arc::new(DesktopNotifier)
+        } else {
+            Arc::new(SilentNotifier)
+        };
+        let helper = self.opts.helper.then(|| {
+            HelperOptions::new(
+                Some(self.opts.helper_port.unwrap_or(settings.port)),
+                settings.allowed_origins,
+            )
+        });
+        let config = AgentConfig {
+            notifications: self.opts.notifications,
+            ..AgentConfig::default()
+        };
+        let host = Host::start(
+            kp,
+            HostOptions {
+                config,
+                notifier,
+                helper,
+            },
+        )
+        .await?;
+        let hosted = Hosted {
+            agent: host.handle(),
+            helper: host.helper().cloned(),
+        };
+        *self.host.lock().unwrap_or_else(|e| e.into_inner()) = Some(host);
+        Ok(hosted)
+    }
+
+    /// Stops the agent (it waits for renewals in flight) and frees the single-agent lock.
+    pub async fn stop(&self) {
+        let host = self.host.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(host) = host {
+            host.stop().await;
+        }
+    }
+}

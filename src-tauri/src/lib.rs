@@ -1,0 +1,217 @@
+//! Keyport's desktop app: a thin Tauri shell over keyport-core that hosts the user
+//! session's one agent.
+//!
+//! This is the app's composition root. [`configure`] adds, to any Tauri runtime (the real
+//! one in [`run`], the mock one in the unit tests): the [`AppState`] (the core and the
+//! embedded agent host, see [`host`]), the page's commands ([`commands`], grouped by area),
+//! the tray ([`tray`]), close-to-tray, and one task that follows the agent's state
+//! subscription and forwards every event to the page (as [`AGENT_EVENT`]) and to the tray,
+//! so the window is live without polling. [`run`] registers the single-instance plugin
+//! first (starting the app again focuses the window), makes SIGTERM quit like the tray's
+//! Quit does, and stops the agent cleanly when the app exits.
+//!
+//! The CLI talks to the app's agent exactly as to `keyport agent` (the control socket), so
+//! a change made with the CLI reaches the window through the same subscription. Left out
+//! for now (issue 10, later steps): editing profiles, logins and the helper's keys in the
+//! window, settings and autostart.
+
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+pub mod commands;
+pub mod host;
+pub mod tray;
+
+use std::collections::BTreeMap;
+
+use keyport_core::agent::{AgentEvent, State};
+use keyport_core::Keyport;
+use tauri::{AppHandle, Emitter, Manager, Runtime, WindowEvent};
+
+pub use host::{AppOptions, AppState, Hosted, UiError};
+
+/// The page event carrying each of the agent's events, as the core serializes
+/// [`AgentEvent`] (`{"event": "state", ...}`).
+pub const AGENT_EVENT: &str = "agent";
+/// The page event saying the agent could not start (an [`UiError`]).
+pub const AGENT_ERROR_EVENT: &str = "agent-error";
+
+/// Everything the app is, except the plugins that need a desktop session.
+pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
+    builder
+        .manage(state)
+        .invoke_handler(tauri::generate_handler![
+            commands::profiles::list_profiles,
+            commands::tokens::renew,
+            commands::helper::helper_info,
+        ])
+        .on_window_event(|window, event| {
+            // Closing the window hides it to the tray; the agent keeps running.
+            if let WindowEvent::CloseRequested { api, .. } = event {
+                if window.label() == "main" {
+                    api.prevent_close();
+                    let _ = window.hide();
+                }
+            }
+        })
+        .setup(|app| {
+            let tray = app.state::<AppState>().options().tray;
+            if let Err(e) = tray.then(|| tray::create(app.handle())).transpose() {
+                eprintln!("keyport: no tray icon ({e}); the window and the agent work without it");
+            }
+            tauri::async_runtime::spawn(follow(app.handle().clone()));
+            Ok(())
+        })
+}
+
+/// Starts the agent, then forwards its events to the page and the tray until it stops.
+async fn follow<R: Runtime>(app: AppHandle<R>) {
+    let state = app.state::<AppState>();
+    let sub = match state.hosted().await {
+        Ok(h) => h.agent.subscribe().await.map_err(UiError::from),
+        Err(e) => Err(e),
+    };
+    let mut sub = match sub {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("keyport: {}", e.message);
+            let _ = app.emit(AGENT_ERROR_EVENT, &e);
+            tray::show(
+                &app,
+                tray::Summary {
+                    worst: Some(State::Error),
+                    text: format!("Keyport: {}", e.message),
+                },
+            );
+            return;
+        }
+    };
+    let mut states = BTreeMap::new();
+    while let Some(ev) = sub.next().await {
+        track(&mut states, &ev);
+        let _ = app.emit(AGENT_EVENT, &ev);
+        tray::show(&app, tray::Summary::of(&states));
+    }
+}
+
+/// Each profile's state after `ev`.
+fn track(states: &mut BTreeMap<String, State>, ev: &AgentEvent) {
+    match ev {
+        AgentEvent::Snapshot { profiles } => {
+            *states = profiles.iter().map(|p| (p.name.clone(), p.state)).collect();
+        }
+        AgentEvent::Added { profile }
+        | AgentEvent::Changed { profile }
+        | AgentEvent::State { profile, .. }
+        | AgentEvent::RenewalSucceeded { profile }
+        | AgentEvent::RenewalFailed { profile, .. } => {
+            states.insert(profile.name.clone(), profile.state);
+        }
+        AgentEvent::Removed { name } => {
+            states.remove(name);
+        }
+        AgentEvent::RenewalStarted { .. } | AgentEvent::Login { .. } => {}
+    }
+}
+
+/// Shows, unminimizes and focuses the main window.
+pub fn show_main<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.unminimize();
+        let _ = w.show();
+        let _ = w.set_focus();
+    }
+}
+
+/// The desktop app.
+pub fn run() {
+    // A crash must not write the secrets and tokens in memory to disk.
+    let _ = keyport_core::process::harden();
+    // Open the core once: this also refuses keyring's in-memory mock. A failure is shown in
+    // the window rather than crashing, so the user sees what to fix.
+    let kp = Keyport::open().map_err(UiError::from);
+    // Single instance first: a second start focuses this window and exits.
+    let builder =
+        tauri::Builder::default().plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            show_main(app)
+        }));
+    let opts = AppOptions {
+        // The same override `keyport agent` reads (`--helper-port` has this env).
+        helper_port: std::env::var("KEYPORT_HELPER_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok()),
+        ..AppOptions::default()
+    };
+    let app = configure(builder, AppState::new(kp, opts))
+        .build(tauri::generate_context!())
+        .expect("error while building Keyport");
+    #[cfg(unix)]
+    {
+        // SIGTERM (a session ending, `kill`) quits like Quit: the agent stops cleanly.
+        let handle = app.handle().clone();
+        tauri::async_runtime::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                term.recv().await;
+                handle.exit(0);
+            }
+        });
+    }
+    app.run(|app, event| {
+        if let tauri::RunEvent::Exit = event {
+            tauri::async_runtime::block_on(app.state::<AppState>().stop());
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyport_core::agent::ProfileStatus;
+
+    fn status(name: &str, state: State) -> ProfileStatus {
+        ProfileStatus {
+            name: name.into(),
+            preset: "patchworks-api-key".into(),
+            scheme: "api-key".into(),
+            state,
+            expires_at: None,
+            next_refresh_at: None,
+            last_refresh_at: None,
+            failures: 0,
+            last_error: None,
+            last_error_kind: None,
+            login_in_progress: false,
+        }
+    }
+
+    #[test]
+    fn events_keep_each_profiles_state() {
+        let mut s = BTreeMap::new();
+        track(
+            &mut s,
+            &AgentEvent::Snapshot {
+                profiles: vec![status("a", State::Valid), status("b", State::Valid)],
+            },
+        );
+        track(
+            &mut s,
+            &AgentEvent::State {
+                profile: status("b", State::Expired),
+                from: State::Valid,
+            },
+        );
+        track(&mut s, &AgentEvent::Removed { name: "a".into() });
+        track(
+            &mut s,
+            &AgentEvent::Added {
+                profile: status("c", State::LoginRequired),
+            },
+        );
+        let want: BTreeMap<String, State> = [
+            ("b".to_string(), State::Expired),
+            ("c".to_string(), State::LoginRequired),
+        ]
+        .into();
+        assert_eq!(s, want);
+    }
+}

@@ -1,0 +1,176 @@
+//! The app's commands on Tauri's mock runtime, with the app's real context (so its real
+//! capability: a command the page may not call is refused here too), a real agent host
+//! (its lock, control socket and loopback helper in a temp runtime dir) and an in-memory
+//! keychain (the real one is exercised by the system tests).
+//!
+//! One test function: the host takes the runtime dir's single-agent lock, which is per
+//! process environment, so the steps run in order.
+
+use std::collections::BTreeSet;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyport_app::{configure, AppOptions, AppState, AGENT_EVENT};
+use keyport_core::config::ConfigStore;
+use keyport_core::store::{MemoryStore, SecretBundle};
+use keyport_core::{Keyport, Secret};
+use serde_json::{json, Value};
+use tauri::test::{get_ipc_response, mock_builder, MockRuntime, INVOKE_KEY};
+use tauri::webview::InvokeRequest;
+use tauri::{Listener, Manager, WebviewWindow};
+
+fn invoke(w: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Value, Value> {
+    get_ipc_response(
+        w,
+        InvokeRequest {
+            cmd: cmd.into(),
+            callback: tauri::ipc::CallbackFn(0),
+            error: tauri::ipc::CallbackFn(1),
+            url: "tauri://localhost".parse().unwrap(),
+            body: tauri::ipc::InvokeBody::Json(args),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        },
+    )
+    .map(|b| b.deserialize::<Value>().unwrap())
+}
+
+fn keyport(config: &std::path::Path) -> Keyport {
+    Keyport::new(
+        ConfigStore::new(config),
+        Arc::new(MemoryStore::default()) as Arc<dyn keyport_core::store::SecretStore>,
+    )
+}
+
+fn build(state: AppState) -> tauri::App<MockRuntime> {
+    configure(mock_builder(), state)
+        .build(tauri::generate_context!())
+        .expect("the app builds on the mock runtime")
+}
+
+/// Runs the setup hook (the config's window, the tray, the agent and its event forwarding:
+/// on the event loop's first turn; the mock runtime's one iteration runs it without the
+/// busy loop of `run`) and answers the main window.
+fn set_up(app: &mut tauri::App<MockRuntime>) -> WebviewWindow<MockRuntime> {
+    #[allow(deprecated)]
+    app.run_iteration(|_, _| {});
+    app.get_webview_window("main").expect("the main window")
+}
+
+#[test]
+fn commands_answer_from_the_embedded_agent_and_errors_have_one_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    #[cfg(unix)]
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::env::set_var("KEYPORT_RUNTIME_DIR", &run);
+    let config = dir.path().join("config");
+
+    let kp = keyport(&config);
+    let secret_fields: BTreeSet<String> = ["api_key".to_string()].into();
+    let prof = kp
+        .draft("pw", "patchworks-api-key", &[], &secret_fields)
+        .unwrap();
+    let mut secrets = SecretBundle::default();
+    secrets.insert("api_key", Secret::new("app-test-key-7c1d".to_string()));
+    kp.add("pw", prof, secrets).unwrap();
+
+    let mut app = build(AppState::new(
+        Ok(kp),
+        AppOptions {
+            notifications: false,
+            helper: true,
+            helper_port: Some(0),
+            tray: false,
+        },
+    ));
+    let (tx, rx) = mpsc::channel::<Value>();
+    app.listen_any(AGENT_EVENT, move |e| {
+        let _ = tx.send(serde_json::from_str(e.payload()).unwrap());
+    });
+    let w = set_up(&mut app);
+    let first = rx.recv_timeout(Duration::from_secs(20)).expect("an event");
+    assert_eq!(first["event"], "snapshot", "{first}");
+    assert_eq!(first["profiles"][0]["name"], "pw", "{first}");
+
+    // The profile list joins the config with the agent's state; no secret in it.
+    let rows = invoke(&w, "list_profiles", json!({})).expect("list_profiles");
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    let row = &rows[0];
+    assert_eq!(row["name"], "pw");
+    assert_eq!(row["service"], "Patchworks");
+    assert_eq!(row["base_url"], "https://app.wearepatchworks.com");
+    assert_eq!(row["status"]["state"], "valid", "{row}");
+    assert!(!rows.to_string().contains("app-test-key-7c1d"));
+
+    // The agent's events reach the page: a profile added elsewhere (as `keyport profile
+    // add` does, then telling the agent) arrives as an `added` event.
+    let other = keyport(&config);
+    let prof = other
+        .draft("pw2", "patchworks-api-key", &[], &secret_fields)
+        .unwrap();
+    let mut secrets = SecretBundle::default();
+    secrets.insert("api_key", Secret::new("app-test-key-2".to_string()));
+    other.add("pw2", prof, secrets).unwrap();
+    let state = app.state::<AppState>();
+    let agent = tauri::async_runtime::block_on(state.hosted())
+        .unwrap()
+        .agent
+        .clone();
+    tauri::async_runtime::block_on(agent.changed(Some("pw2"))).unwrap();
+    let added = loop {
+        let ev = rx.recv_timeout(Duration::from_secs(20)).expect("an event");
+        if ev["event"] == "added" {
+            break ev;
+        }
+    };
+    assert_eq!(added["profile"]["name"], "pw2", "{added}");
+
+    // Renew now answers the profile's state after the renewal.
+    let renewed = invoke(&w, "renew", json!({"name": "pw"})).expect("renew");
+    assert_eq!(renewed["name"], "pw");
+    assert_eq!(renewed["state"], "valid");
+    let missing = invoke(&w, "renew", json!({"name": "nope"})).unwrap_err();
+    assert_eq!(missing["kind"], "not_found", "{missing}");
+    assert!(missing["message"].as_str().unwrap().contains("nope"));
+
+    // The helper listens on loopback, on the port asked for (any free one here).
+    let helper = invoke(&w, "helper_info", json!({})).expect("helper_info");
+    let port = helper["port"].as_u64().expect("a port");
+    assert_eq!(helper["url"], format!("http://127.0.0.1:{port}"));
+    assert_eq!(helper["error"], Value::Null, "{helper}");
+
+    // A command the capability does not grant is refused.
+    assert!(invoke(&w, "plugin:event|emit", json!({"event": "x"})).is_err());
+
+    // A second app in the same session cannot host a second agent: every command says so,
+    // in the one error shape, with the first one's pid.
+    let mut app2 = build(AppState::new(
+        Ok(keyport(&config)),
+        AppOptions {
+            notifications: false,
+            helper: false,
+            helper_port: None,
+            tray: false,
+        },
+    ));
+    let w2 = set_up(&mut app2);
+    let e = invoke(&w2, "list_profiles", json!({})).unwrap_err();
+    assert_eq!(e["kind"], "agent_running", "{e}");
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .contains(&std::process::id().to_string()));
+    assert_eq!(
+        e.as_object().unwrap().len(),
+        2,
+        "only kind and message: {e}"
+    );
+
+    // Stopping frees the session's agent lock and removes agent.json.
+    assert!(run.join("agent.json").exists());
+    tauri::async_runtime::block_on(state.stop());
+    assert!(!run.join("agent.json").exists());
+}
