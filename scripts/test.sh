@@ -24,7 +24,8 @@ if cargo tree -p keyport-core -e normal,build --prefix none --locked | grep -iE 
   exit 1
 fi
 
-echo "== build binaries" >&2
+echo "== build binaries (the app through scripts/build-app.sh, as people build it)" >&2
+scripts/build-app.sh >/dev/null
 cargo build --workspace --bins --locked
 
 echo "== tests (headless session: private D-Bus, unlocked gnome-keyring, Xvfb)" >&2
