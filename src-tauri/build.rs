@@ -2,7 +2,12 @@ fn main() {
     // The app's own commands get permissions (`allow-list-profiles`, ...), so the window's
     // capability lists exactly the ones its page calls.
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(
-        tauri_build::AppManifest::new().commands(&["list_profiles", "renew", "helper_info"]),
+        tauri_build::AppManifest::new().commands(&[
+            "list_profiles",
+            "renew",
+            "test_profile",
+            "helper_info",
+        ]),
     ))
     .expect("tauri-build failed");
 }

@@ -15,6 +15,8 @@ const STATE_LABELS = {
 
 /** name -> row ({name, preset, service, scheme, base_url, status}) */
 const rows = new Map();
+/** name -> the last action's outcome, shown beside the buttons */
+const outcomes = new Map();
 
 function cell(text, cls) {
   const td = document.createElement("td");
@@ -49,7 +51,7 @@ function render() {
     const head = document.createElement("tr");
     head.className = "group";
     const th = document.createElement("th");
-    th.colSpan = 5;
+    th.colSpan = 6;
     th.scope = "rowgroup";
     th.textContent = service;
     head.append(th);
@@ -63,7 +65,7 @@ function render() {
       if (r.status?.last_error) badge.title = r.status.last_error;
       const exp = cell(countdown(r.status?.expires_at, Date.now()), "expires");
       if (r.status?.expires_at) exp.dataset.expiresAt = r.status.expires_at;
-      tr.append(cell(r.name, "name"), badge, exp, cell(r.preset), cell(r.base_url));
+      tr.append(cell(r.name, "name"), badge, exp, cell(r.preset), cell(r.base_url), actions(r.name));
       out.push(tr);
     }
   }
@@ -71,6 +73,46 @@ function render() {
   document.getElementById("empty").hidden = rows.size > 0;
   document.getElementById("status").textContent = `${rows.size} profile(s)`;
   tick();
+}
+
+function button(text, label, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = text;
+  b.setAttribute("aria-label", label);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function actions(name) {
+  const td = document.createElement("td");
+  td.className = "actions";
+  const out = document.createElement("span");
+  out.className = "outcome";
+  out.setAttribute("role", "status");
+  const o = outcomes.get(name);
+  if (o) {
+    out.textContent = o.text;
+    out.classList.toggle("bad", o.bad);
+  }
+  const act = (fn) => async (ev) => {
+    ev.currentTarget.disabled = true;
+    outcomes.set(name, await fn().catch((e) => ({ text: e?.message ?? String(e), bad: true })));
+    render();
+  };
+  td.append(
+    button("Renew", `Renew ${name} now`, act(async () => {
+      const s = await invoke("renew", { name });
+      return { text: `renewed: ${STATE_LABELS[s.state] ?? s.state}`, bad: false };
+    })),
+    button("Test", `Test ${name} through the helper`, act(async () => {
+      const t = await invoke("test_profile", { name, path: rows.get(name)?.test_path ?? null });
+      const why = t.keyport_error ? ` (${t.keyport_error})` : "";
+      return { text: `${t.status}${why} · ${Math.round(t.ms)} ms`, bad: t.status >= 400 };
+    })),
+    out,
+  );
+  return td;
 }
 
 // Updates the countdowns once a second, only while one is shown and the window is visible.

@@ -42,6 +42,7 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
         .invoke_handler(tauri::generate_handler![
             commands::profiles::list_profiles,
             commands::tokens::renew,
+            commands::tokens::test_profile,
             commands::helper::helper_info,
         ])
         .on_window_event(|window, event| {

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use keyport_system_tests::fakes::{Fake, Lifetimes};
 use keyport_system_tests::*;
 use serde_json::{json, Value};
 
@@ -184,6 +185,10 @@ fn the_app_hosts_the_agent_and_the_window_follows_it() {
         &[],
         &[("api_key", "gui-key-93ab")],
     );
+    // Improvado against a fake of its API (seed 000): a workspace token that lives 30 min.
+    let fake = Fake::start(Lifetimes::default());
+    let imp = unique("gui-improvado");
+    fake.add_improvado(&kp, &imp, 1800);
     let tray_before = tray_records().len();
 
     let mut d = Driver::start(&kp);
@@ -192,12 +197,13 @@ fn the_app_hosts_the_agent_and_the_window_follows_it() {
     // Both profiles become valid in the window, from the embedded agent's state.
     d.wait_for(
         "const r = document.querySelectorAll('#profiles tbody tr[data-profile]'); \
-         return r.length === 2 && Array.from(r).every(t => t.dataset.state === 'valid')",
+         return r.length === 3 && Array.from(r).every(t => t.dataset.state === 'valid')",
     );
-    let rows = d.script(
-        "return Array.from(document.querySelectorAll('#profiles tbody tr[data-profile]')).map(r => \
-         Array.from(r.cells).map(c => c.textContent))",
-    );
+    let rows = d.script(&format!(
+        "return Array.from(document.querySelectorAll('#profiles tbody tr[data-profile]')) \
+         .filter(r => r.dataset.profile !== '{imp}') \
+         .map(r => Array.from(r.cells).slice(0, 5).map(c => c.textContent))"
+    ));
     assert_eq!(
         rows,
         json!([
@@ -214,7 +220,48 @@ fn the_app_hosts_the_agent_and_the_window_follows_it() {
     let groups = d.script(
         "return Array.from(document.querySelectorAll('#profiles tr.group')).map(r => r.textContent)",
     );
-    assert_eq!(groups, json!(["Frappe", "Patchworks"]));
+    assert_eq!(groups, json!(["Frappe", "Improvado", "Patchworks"]));
+    let row =
+        |name: &str| format!("document.querySelector('#profiles tr[data-profile=\"{name}\"]')");
+    // The token's expiry counts down (30 min from the fetch).
+    let exp = d.script(&format!(
+        "return {}.querySelector('td.expires').textContent",
+        row(&imp)
+    ));
+    let exp = exp.as_str().unwrap();
+    assert!(
+        exp.starts_with("in 29 min") || exp == "in 30 min 0 s",
+        "{exp}"
+    );
+
+    // Test: one GET through the helper to the preset's test path; the API saw the token.
+    d.script(&format!(
+        "{}.querySelector('button[aria-label^=\"Test\"]').click(); return true",
+        row(&imp)
+    ));
+    let outcome = d.wait_for(&format!(
+        "const o = {}.querySelector('.outcome').textContent; return o.length ? o : null",
+        row(&imp)
+    ));
+    assert!(outcome.as_str().unwrap().starts_with("200 · "), "{outcome}");
+    let got = fake
+        .log()
+        .into_iter()
+        .find(|l| l.method == "GET" && l.path == "/api/v3/datasources")
+        .expect("the test GET reached the API");
+    assert!(got.authorization.unwrap_or_default().starts_with("Bearer "));
+
+    // Renew now: one more token call, and the row says so.
+    let tokens = fake.count("/api/v3/token");
+    d.script(&format!(
+        "{}.querySelector('button[aria-label^=\"Renew\"]').click(); return true",
+        row(&imp)
+    ));
+    d.wait_for(&format!(
+        "return {}.querySelector('.outcome').textContent === 'renewed: valid'",
+        row(&imp)
+    ));
+    assert_eq!(fake.count("/api/v3/token"), tokens + 1);
     let html = d
         .script("return document.documentElement.outerHTML")
         .as_str()

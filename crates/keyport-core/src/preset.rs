@@ -259,6 +259,10 @@ pub struct Preset {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<String>,
     pub description: String,
+    /// A cheap GET under the API base URL that needs the credential, for the app's Test
+    /// action (relative to `base_url`; none: the base URL itself). Traced to the seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_path: Option<String>,
     pub fields: Vec<FieldSpec>,
     pub auth: AuthSpec,
 }
@@ -406,6 +410,28 @@ mod tests {
     }
 
     /// Every built-in preset parses, and every placeholder it uses names one of its fields.
+    #[test]
+    fn test_paths_stay_under_the_base_url() {
+        let with: Vec<&str> = all()
+            .iter()
+            .filter(|p| p.test_path.is_some())
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(with, ["improvado", "airbyte-scoped"]);
+        for p in all() {
+            if let Some(t) = &p.test_path {
+                assert!(
+                    !t.starts_with('/')
+                        && !t.contains("..")
+                        && !t.contains(':')
+                        && !t.contains('?'),
+                    "{}: {t}",
+                    p.name
+                );
+            }
+        }
+    }
+
     #[test]
     fn built_in_presets_are_consistent() {
         assert_eq!(all().len(), SOURCES.len());

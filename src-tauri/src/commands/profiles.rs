@@ -15,6 +15,8 @@ pub struct ProfileRow {
     pub service: String,
     pub scheme: &'static str,
     pub base_url: Option<String>,
+    /// What the Test action GETs under the base URL (the preset's; none: the base URL).
+    pub test_path: Option<String>,
     /// The agent's view: state, expiry, renewals, last error.
     pub status: Option<ProfileStatus>,
 }
@@ -37,6 +39,7 @@ pub async fn list_profiles(state: State<'_, AppState>) -> Result<Vec<ProfileRow>
                 service: preset.map_or_else(|| "generic".into(), |x| x.service.clone()),
                 scheme: preset.map_or("?", |x| x.scheme_name()),
                 base_url: p.settings.get("base_url").cloned(),
+                test_path: preset.and_then(|x| x.test_path.clone()),
                 preset: p.preset,
                 name,
                 status,

@@ -1,8 +1,13 @@
 //! Tokens: renewing now (the agent's single-flight renewal, shared with any renewal
-//! already running).
+//! already running) and testing a profile with one GET through the loopback helper, as a
+//! local tool would send it.
+
+use std::time::{Duration, Instant};
 
 use keyport_core::agent::ProfileStatus;
-use keyport_core::Error;
+use keyport_core::helper::keys::KeyAction;
+use keyport_core::{Error, ErrorKind};
+use serde::Serialize;
 use tauri::State;
 
 use crate::{AppState, UiError};
@@ -18,4 +23,73 @@ pub async fn renew(state: State<'_, AppState>, name: String) -> Result<ProfileSt
         .into_iter()
         .find(|s| s.name == name)
         .ok_or_else(|| Error::ProfileNotFound(name).into())
+}
+
+/// What a Test answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    /// The helper URL the GET went to (no key in it).
+    pub url: String,
+    pub status: u16,
+    /// Until the answer's head arrived.
+    pub ms: f64,
+    /// Keyport's own refusal (`X-Keyport-Error`: `login_required`, ...), if it refused.
+    pub keyport_error: Option<String>,
+}
+
+fn unavailable(message: String) -> UiError {
+    UiError {
+        kind: ErrorKind::Unavailable,
+        message,
+    }
+}
+
+/// One GET of `path` (default: the API base URL itself) of `name` through the helper,
+/// with the default helper key, redirects not followed; answers the status and latency.
+#[tauri::command]
+pub async fn test_profile(
+    state: State<'_, AppState>,
+    name: String,
+    path: Option<String>,
+) -> Result<TestResult, UiError> {
+    let hosted = state.hosted().await?;
+    let helper = hosted
+        .helper
+        .as_ref()
+        .ok_or_else(|| unavailable("the helper is turned off for this app".into()))?;
+    let info = helper.status();
+    let Some(base) = info.url else {
+        return Err(unavailable(info.error.unwrap_or_else(|| {
+            "the helper does not listen on TCP: see its settings".into()
+        })));
+    };
+    let (key, _) = helper.key(KeyAction::Show).await?;
+    let key = key.ok_or_else(|| Error::Internal("the helper has no default key".into()))?;
+    let url = format!(
+        "{base}/{name}/{}",
+        path.as_deref().unwrap_or("").trim_start_matches('/')
+    );
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| Error::Internal(format!("no HTTP client ({e})")))?;
+    let started = Instant::now();
+    let resp = client
+        .get(&url)
+        .header("X-Keyport-Key", key.expose())
+        .send()
+        .await
+        .map_err(|e| unavailable(format!("the helper at {base} did not answer ({e})")))?;
+    Ok(TestResult {
+        ms: started.elapsed().as_secs_f64() * 1000.0,
+        status: resp.status().as_u16(),
+        keyport_error: resp
+            .headers()
+            .get("x-keyport-error")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        url,
+    })
 }
