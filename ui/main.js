@@ -65,7 +65,7 @@ function render() {
       if (r.status?.last_error) badge.title = r.status.last_error;
       const exp = cell(countdown(r.status?.expires_at, Date.now()), "expires");
       if (r.status?.expires_at) exp.dataset.expiresAt = r.status.expires_at;
-      tr.append(cell(r.name, "name"), badge, exp, cell(r.preset), cell(r.base_url), actions(r.name));
+      tr.append(cell(r.name, "name"), badge, exp, cell(r.preset, "preset"), cell(r.base_url, "url"), actions(r.name));
       out.push(tr);
     }
   }
