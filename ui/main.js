@@ -168,10 +168,24 @@ function onAgentEvent(ev) {
   }
 }
 
+// Where local tools reach the helper, or why they can't (a port in use, say).
+async function showHelper() {
+  const el = document.getElementById("helper");
+  try {
+    const h = await invoke("helper_info");
+    el.textContent = h.url ? `Helper: ${h.url}/PROFILE` : "";
+    if (h.error) el.textContent = `${el.textContent ? el.textContent + " · " : ""}Helper: ${h.error}`;
+    el.classList.toggle("bad", Boolean(h.error));
+  } catch (e) {
+    el.textContent = "";
+  }
+}
+
 async function start() {
   await listen("agent", (e) => onAgentEvent(e.payload));
   await listen("agent-error", (e) => showError(e.payload));
   await reload();
+  await showHelper();
   document.body.dataset.loaded = "true";
 }
 

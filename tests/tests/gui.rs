@@ -53,7 +53,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    fn start(kp: &Keyport) -> Self {
+    fn start(kp: &Keyport, helper_port: u16) -> Self {
         let (port, native) = (free_port(), free_port());
         let child = Command::new(tauri_driver())
             .args([
@@ -65,7 +65,7 @@ impl Driver {
             // (passed on to WebKitWebDriver and the app it starts)
             .env("KEYPORT_CONFIG_DIR", kp.config_dir())
             .env("KEYPORT_RUNTIME_DIR", kp.dir.path().join("run"))
-            .env("KEYPORT_HELPER_PORT", "0")
+            .env("KEYPORT_HELPER_PORT", helper_port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -136,6 +136,13 @@ impl Driver {
     }
 }
 
+/// One app per desktop session (single-instance): the window tests take turns.
+static ONE_APP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_app() -> std::sync::MutexGuard<'static, ()> {
+    ONE_APP.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The app's pid, from the `agent.json` its agent host wrote.
 fn agent_pid(kp: &Keyport) -> Option<u32> {
     let text = std::fs::read_to_string(kp.dir.path().join("run/agent.json")).ok()?;
@@ -161,6 +168,7 @@ fn tray_records() -> Vec<Value> {
 #[ignore = "needs the app binary and tauri-driver: run ./scripts/test.sh, or cargo test -- --include-ignored"]
 fn the_app_hosts_the_agent_and_the_window_follows_it() {
     require_session();
+    let _turn = one_app();
     let app = bin("keyport-app");
     let kp = Keyport::new();
     let (a, b, c) = (
@@ -191,7 +199,7 @@ fn the_app_hosts_the_agent_and_the_window_follows_it() {
     fake.add_improvado(&kp, &imp, 1800);
     let tray_before = tray_records().len();
 
-    let mut d = Driver::start(&kp);
+    let mut d = Driver::start(&kp, 0);
     d.open(&app);
     d.wait_for("return document.body.dataset.loaded === 'true'");
     // Both profiles become valid in the window, from the embedded agent's state.
@@ -279,6 +287,44 @@ fn the_app_hosts_the_agent_and_the_window_follows_it() {
         "{status:#?}"
     );
 
+    // The window says where tools reach the helper, as `keyport helper url` does.
+    let url = kp.run(&["helper", "url", &a]).ok().stdout;
+    let base = url
+        .trim()
+        .strip_suffix(&format!("/{a}"))
+        .expect("URL ends in the profile");
+    assert_eq!(
+        d.script("return document.getElementById('helper').textContent"),
+        json!(format!("Helper: {base}/PROFILE"))
+    );
+
+    // One instance: starting the app again hands over to this one and exits.
+    let mut second = Command::new(&app)
+        .env("KEYPORT_CONFIG_DIR", kp.config_dir())
+        .env("KEYPORT_RUNTIME_DIR", kp.dir.path().join("run"))
+        .env("KEYPORT_HELPER_PORT", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run the app again");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let second = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second app kept running beside the first");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(second.success(), "{second:?}");
+    assert_eq!(
+        agent_pid(&kp),
+        Some(pid),
+        "the first app still hosts the agent"
+    );
+
     // A profile added with the CLI shows up in the window at once (the agent's event).
     kp.add(&c, "patchworks-api-key", &[], &[("api_key", "gui-key-77")]);
     d.wait_for(&format!(
@@ -330,4 +376,43 @@ fn the_app_hosts_the_agent_and_the_window_follows_it() {
     }
     kp.run(&["status"]).fails_with("no agent is running");
     drop(d);
+}
+
+#[test]
+#[ignore = "needs the app binary and tauri-driver: run ./scripts/test.sh, or cargo test -- --include-ignored"]
+fn a_helper_port_in_use_is_said_in_the_window_and_the_rest_works() {
+    require_session();
+    let _turn = one_app();
+    let app = bin("keyport-app");
+    let kp = Keyport::new();
+    let name = unique("gui-busy");
+    kp.add(
+        &name,
+        "patchworks-api-key",
+        &[],
+        &[("api_key", "gui-key-busy")],
+    );
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+
+    let mut d = Driver::start(&kp, port);
+    d.open(&app);
+    d.wait_for("return document.body.dataset.loaded === 'true'");
+    let text =
+        d.wait_for("const t = document.getElementById('helper').textContent; return t || null");
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains(&format!("port {port} on 127.0.0.1 is in use"))
+            && text.contains("choose another port"),
+        "{text}"
+    );
+    // The agent runs all the same: the window shows the state, the CLI gets an answer.
+    d.wait_for(&format!(
+        "const r = document.querySelector('#profiles tr[data-profile=\"{name}\"]'); \
+         return r !== null && r.dataset.state === 'valid'"
+    ));
+    let status = kp.run(&["status"]).ok();
+    assert!(status.stdout.contains(&name), "{status:#?}");
+    drop(d);
+    drop(taken);
 }
