@@ -6,6 +6,7 @@ fn main() {
             "list_profiles",
             "renew",
             "test_profile",
+            "inspect_token",
             "helper_info",
         ]),
     ))

@@ -105,6 +105,7 @@ function actions(name) {
       const s = await invoke("renew", { name });
       return { text: `renewed: ${STATE_LABELS[s.state] ?? s.state}`, bad: false };
     })),
+    button("Inspect", `Inspect the token of ${name}`, () => inspect(name)),
     button("Test", `Test ${name} through the helper`, act(async () => {
       const t = await invoke("test_profile", { name, path: rows.get(name)?.test_path ?? null });
       const why = t.keyport_error ? ` (${t.keyport_error})` : "";
@@ -113,6 +114,61 @@ function actions(name) {
     out,
   );
   return td;
+}
+
+function when(t) {
+  return t ? `${new Date(t).toLocaleString()} (${countdown(t, Date.now())})` : null;
+}
+
+// The token inspector: what the token says about itself, decoded here by the core and
+// labelled as unverified. The token itself never reaches the page.
+async function inspect(name) {
+  const box = document.getElementById("inspector");
+  const note = box.querySelector(".note");
+  const dl = box.querySelector("dl");
+  const claims = document.getElementById("claims");
+  box.querySelector("h2").textContent = `Token of ${name}`;
+  dl.replaceChildren();
+  claims.textContent = "";
+  box.querySelector("details").hidden = true;
+  box.dataset.kind = "";
+  try {
+    const t = await invoke("inspect_token", { name });
+    const i = t.inspection;
+    box.dataset.kind = i?.kind ?? "none";
+    if (!i) {
+      note.textContent = "No valid credential right now: its state says why.";
+    } else if (i.kind === "opaque") {
+      note.textContent = `An opaque token (${i.length} characters): nothing can be read from it.`;
+    } else {
+      note.textContent = "A JWT, decoded here and not verified: Keyport holds no key to check its signature.";
+      box.querySelector("details").hidden = false;
+      claims.textContent = JSON.stringify({ header: i.header, claims: i.claims }, null, 2);
+    }
+    const items = [
+      ["Sent in", t.header && (t.scheme_word ? `${t.header}: ${t.scheme_word} …` : `${t.header}: …`)],
+      ["Expires", when(i?.expires_at)],
+      ["Issued", when(i?.issued_at)],
+      ["Not before", when(i?.not_before)],
+      ["Issuer", i?.issuer],
+      ["Subject", i?.subject],
+      ["Audience", i?.audience?.join(", ")],
+      ["Scopes", i?.scopes?.join(" ")],
+    ];
+    for (const [k, v] of items) {
+      if (!v) continue;
+      const dt = document.createElement("dt");
+      dt.textContent = k;
+      const dd = document.createElement("dd");
+      dd.textContent = v;
+      dd.dataset.field = k.toLowerCase().replace(" ", "_");
+      dl.append(dt, dd);
+    }
+  } catch (e) {
+    note.textContent = e?.message ?? String(e);
+  }
+  box.hidden = false;
+  box.scrollIntoView({ block: "nearest" });
 }
 
 // Updates the countdowns once a second, only while one is shown and the window is visible.

@@ -43,6 +43,7 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             commands::profiles::list_profiles,
             commands::tokens::renew,
             commands::tokens::test_profile,
+            commands::tokens::inspect_token,
             commands::helper::helper_info,
         ])
         .on_window_event(|window, event| {

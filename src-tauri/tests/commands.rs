@@ -76,6 +76,21 @@ fn commands_answer_from_the_embedded_agent_and_errors_have_one_shape() {
     let mut secrets = SecretBundle::default();
     secrets.insert("api_key", Secret::new("app-test-key-7c1d".to_string()));
     kp.add("pw", prof, secrets).unwrap();
+    // A pasted JWT (exp 2030-01-01), for the token inspector.
+    let b64 = |v: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+    };
+    let jwt = format!(
+        "{}.{}.sig-4b1e",
+        b64(r#"{"alg":"RS256"}"#),
+        b64(r#"{"exp":1893456000,"sub":"analyst","scope":"read:reports"}"#)
+    );
+    let token_field: BTreeSet<String> = ["token".to_string()].into();
+    let prof = kp.draft("jwt", "bearer", &[], &token_field).unwrap();
+    let mut secrets = SecretBundle::default();
+    secrets.insert("token", Secret::new(jwt.clone()));
+    kp.add("jwt", prof, secrets).unwrap();
 
     let mut app = build(AppState::new(
         Ok(kp),
@@ -93,12 +108,12 @@ fn commands_answer_from_the_embedded_agent_and_errors_have_one_shape() {
     let w = set_up(&mut app);
     let first = rx.recv_timeout(Duration::from_secs(20)).expect("an event");
     assert_eq!(first["event"], "snapshot", "{first}");
-    assert_eq!(first["profiles"][0]["name"], "pw", "{first}");
+    assert_eq!(first["profiles"][1]["name"], "pw", "{first}");
 
     // The profile list joins the config with the agent's state; no secret in it.
     let rows = invoke(&w, "list_profiles", json!({})).expect("list_profiles");
-    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
-    let row = &rows[0];
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+    let row = &rows[1];
     assert_eq!(row["name"], "pw");
     assert_eq!(row["service"], "Patchworks");
     assert_eq!(row["base_url"], "https://app.wearepatchworks.com");
@@ -135,6 +150,21 @@ fn commands_answer_from_the_embedded_agent_and_errors_have_one_shape() {
     let missing = invoke(&w, "renew", json!({"name": "nope"})).unwrap_err();
     assert_eq!(missing["kind"], "not_found", "{missing}");
     assert!(missing["message"].as_str().unwrap().contains("nope"));
+
+    // The token inspector: a JWT decoded (unverified), an API key opaque; never the token.
+    let t = invoke(&w, "inspect_token", json!({"name": "jwt"})).expect("inspect");
+    assert_eq!(t["header"], "Authorization");
+    assert_eq!(t["scheme_word"], "Bearer");
+    assert_eq!(t["inspection"]["kind"], "jwt", "{t}");
+    assert_eq!(t["inspection"]["expires_at"], "2030-01-01T00:00:00Z");
+    assert_eq!(t["inspection"]["subject"], "analyst");
+    assert_eq!(t["inspection"]["scopes"], json!(["read:reports"]));
+    assert!(!t.to_string().contains("sig-4b1e") && !t.to_string().contains(&jwt));
+    let k = invoke(&w, "inspect_token", json!({"name": "pw"})).expect("inspect");
+    assert_eq!(k["inspection"], json!({"kind": "opaque", "length": 17}));
+    assert!(!k.to_string().contains("app-test-key-7c1d"));
+    let e = invoke(&w, "inspect_token", json!({"name": "nope"})).unwrap_err();
+    assert_eq!(e["kind"], "not_found");
 
     // The helper listens on loopback, on the port asked for (any free one here).
     let helper = invoke(&w, "helper_info", json!({})).expect("helper_info");

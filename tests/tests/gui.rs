@@ -416,3 +416,85 @@ fn a_helper_port_in_use_is_said_in_the_window_and_the_rest_works() {
     drop(d);
     drop(taken);
 }
+
+#[test]
+#[ignore = "needs the app binary and tauri-driver: run ./scripts/test.sh, or cargo test -- --include-ignored"]
+fn the_token_inspector_decodes_a_jwt_unverified_and_never_shows_it() {
+    require_session();
+    let _turn = one_app();
+    let app = bin("keyport-app");
+    let kp = Keyport::new();
+    let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let jwt = format!(
+        "{}.{}.gui-signature-91c4",
+        b64(r#"{"alg":"RS256","typ":"JWT"}"#),
+        b64(
+            r#"{"iss":"https://login.example.com","sub":"analyst-7","aud":"reports-api","exp":1893456000,"iat":1767222000,"scope":"reports:read exports:write"}"#
+        )
+    );
+    let (tok, key) = (unique("gui-jwt"), unique("gui-key"));
+    kp.add(&tok, "bearer", &[], &[("token", jwt.as_str())]);
+    kp.add(
+        &key,
+        "patchworks-api-key",
+        &[],
+        &[("api_key", "gui-key-opaque-5d")],
+    );
+
+    let mut d = Driver::start(&kp, 0);
+    d.open(&app);
+    d.wait_for("return document.body.dataset.loaded === 'true'");
+    let click = |name: &str| {
+        d.script(&format!(
+            "document.querySelector('#profiles tr[data-profile=\"{name}\"] button[aria-label^=\"Inspect\"]').click(); return true"
+        ))
+    };
+    click(&key);
+    d.wait_for("return document.getElementById('inspector').dataset.kind === 'opaque'");
+    let note = d.script("return document.querySelector('#inspector .note').textContent");
+    assert!(
+        note.as_str()
+            .unwrap()
+            .contains("opaque token (17 characters)"),
+        "{note}"
+    );
+
+    click(&tok);
+    d.wait_for("return document.getElementById('inspector').dataset.kind === 'jwt'");
+    let fields = d.script(
+        "return Object.fromEntries(Array.from(document.querySelectorAll('#inspector dd')).map(e => [e.dataset.field, e.textContent]))",
+    );
+    assert_eq!(fields["subject"], "analyst-7", "{fields}");
+    assert_eq!(fields["issuer"], "https://login.example.com");
+    assert_eq!(fields["audience"], "reports-api");
+    assert_eq!(fields["scopes"], "reports:read exports:write");
+    assert_eq!(fields["sent_in"], "Authorization: Bearer …");
+    assert!(
+        fields["expires"].as_str().unwrap().contains("2030"),
+        "{fields}"
+    );
+    let note = d.script("return document.querySelector('#inspector .note').textContent");
+    assert!(note.as_str().unwrap().contains("not verified"), "{note}");
+    let html = d
+        .script("return document.documentElement.outerHTML")
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !html.contains("gui-signature-91c4")
+            && !html.contains(&jwt)
+            && !html.contains("gui-key-opaque-5d"),
+        "the token reached the page"
+    );
+
+    d.script("return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))");
+    let s = d.session.clone().unwrap();
+    let png = d.get(&format!("/session/{s}/screenshot"));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(png.as_str().unwrap())
+        .unwrap();
+    let out = bin_dir().join("gui-screenshots");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("token-inspector.png"), bytes).unwrap();
+    drop(d);
+}

@@ -133,6 +133,95 @@ pub fn jwt_expiry(token: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(exp).ok()
 }
 
+/// Longest token [`inspect`] decodes (a larger one is said to be opaque).
+pub const MAX_INSPECT: usize = 16 * 1024;
+
+/// What a token says about itself, for the app's token inspector. A JWT's header and
+/// claims are decoded but **not verified** (Keyport holds no key to check the signature);
+/// they are untrusted input from an endpoint, so callers show them as text. The signature
+/// is never part of the result, and neither is the token.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Inspection {
+    Jwt {
+        header: serde_json::Value,
+        claims: serde_json::Value,
+        #[serde(with = "time::serde::rfc3339::option")]
+        expires_at: Option<OffsetDateTime>,
+        #[serde(with = "time::serde::rfc3339::option")]
+        issued_at: Option<OffsetDateTime>,
+        #[serde(with = "time::serde::rfc3339::option")]
+        not_before: Option<OffsetDateTime>,
+        issuer: Option<String>,
+        subject: Option<String>,
+        /// `aud`, a string or a list.
+        audience: Vec<String>,
+        /// `scope` (space-separated) or `scp` (a list or a string).
+        scopes: Vec<String>,
+    },
+    /// Not a JWT (or too large to decode): nothing can be read from it.
+    Opaque { length: usize },
+}
+
+/// Decodes `token` if it is a JWT (three base64url parts, the first two JSON objects).
+pub fn inspect(token: &str) -> Inspection {
+    let opaque = Inspection::Opaque {
+        length: token.len(),
+    };
+    if token.len() > MAX_INSPECT {
+        return opaque;
+    }
+    let part = |p: &str| -> Option<serde_json::Value> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p.trim_end_matches('='))
+            .ok()?;
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .filter(|v| v.is_object())
+    };
+    let parts: Vec<&str> = token.split('.').collect();
+    let [h, c, _sig] = parts[..] else {
+        return opaque;
+    };
+    let (Some(header), Some(claims)) = (part(h), part(c)) else {
+        return opaque;
+    };
+    let time = |k: &str| {
+        claims
+            .get(k)
+            .and_then(|v| v.as_i64())
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+    };
+    let text = |k: &str| claims.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let list = |v: Option<&serde_json::Value>, split: bool| -> Vec<String> {
+        match v {
+            Some(serde_json::Value::String(s)) if split => {
+                s.split_whitespace().map(str::to_string).collect()
+            }
+            Some(serde_json::Value::String(s)) => vec![s.clone()],
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    Inspection::Jwt {
+        expires_at: time("exp"),
+        issued_at: time("iat"),
+        not_before: time("nbf"),
+        issuer: text("iss"),
+        subject: text("sub"),
+        audience: list(claims.get("aud"), false),
+        scopes: match claims.get("scope") {
+            Some(v) => list(Some(v), true),
+            None => list(claims.get("scp"), true),
+        },
+        header,
+        claims,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +271,76 @@ mod tests {
             None,
             "no panic on absurd values"
         );
+    }
+
+    #[test]
+    fn jwts_are_decoded_unverified_and_anything_else_is_opaque() {
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let jwt = format!(
+            "{}.{}.c2ln",
+            b64(r#"{"alg":"RS256","kid":"k1"}"#),
+            b64(
+                r#"{"exp":1767225600,"iat":1767222000,"iss":"https://id.example","sub":"u1","aud":["api","x"],"scope":"read write"}"#
+            )
+        );
+        let Inspection::Jwt {
+            header,
+            claims,
+            expires_at,
+            issued_at,
+            not_before,
+            issuer,
+            subject,
+            audience,
+            scopes,
+        } = inspect(&jwt)
+        else {
+            panic!("a JWT");
+        };
+        assert_eq!(header["kid"], "k1");
+        assert_eq!(claims["sub"], "u1");
+        assert_eq!(expires_at, Some(datetime!(2026-01-01 0:00 UTC)));
+        assert_eq!(issued_at, Some(datetime!(2025-12-31 23:00 UTC)));
+        assert_eq!(not_before, None);
+        assert_eq!(issuer.as_deref(), Some("https://id.example"));
+        assert_eq!(subject.as_deref(), Some("u1"));
+        assert_eq!(audience, ["api", "x"]);
+        assert_eq!(scopes, ["read", "write"]);
+        // `scp` as a list, `aud` as a string
+        let other = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none"}"#),
+            b64(r#"{"scp":["a","b"],"aud":"api"}"#)
+        );
+        let Inspection::Jwt {
+            audience, scopes, ..
+        } = inspect(&other)
+        else {
+            panic!("a JWT");
+        };
+        assert_eq!(
+            (audience, scopes),
+            (vec!["api".into()], vec!["a".into(), "b".into()])
+        );
+        for opaque in [
+            "abc".to_string(),
+            "a.b.c".to_string(),
+            format!("{}.{}.s", b64("[1]"), b64("{}")), // header not an object
+            format!("{}.{}", b64("{}"), b64("{}")),    // two parts
+            format!("{}.{}.s", b64("{}"), "x".repeat(MAX_INSPECT)),
+        ] {
+            assert_eq!(
+                inspect(&opaque),
+                Inspection::Opaque {
+                    length: opaque.len()
+                },
+                "{opaque:.40}"
+            );
+        }
+        let json = serde_json::to_value(inspect(&jwt)).unwrap();
+        assert_eq!(json["kind"], "jwt");
+        assert_eq!(json["expires_at"], "2026-01-01T00:00:00Z");
+        assert!(!json.to_string().contains("c2ln"), "no signature in it");
     }
 
     #[test]

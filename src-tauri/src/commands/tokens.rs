@@ -4,8 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use keyport_core::agent::board::Lookup;
 use keyport_core::agent::ProfileStatus;
 use keyport_core::helper::keys::KeyAction;
+use keyport_core::token::Inspection;
 use keyport_core::{Error, ErrorKind};
 use serde::Serialize;
 use tauri::State;
@@ -91,5 +93,73 @@ pub async fn test_profile(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         url,
+    })
+}
+
+/// What the token inspector shows: the header the credential is sent in and what the token
+/// says about itself. Never the token.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenDetails {
+    /// `Authorization`, `X-Api-Key`, ...; none when no valid credential is held now.
+    pub header: Option<String>,
+    /// The scheme word before the token (`Bearer`, `token`, `Basic`), if any.
+    pub scheme_word: Option<String>,
+    /// `None` when no valid credential is held now.
+    pub inspection: Option<Inspection>,
+}
+
+impl TokenDetails {
+    fn none() -> Self {
+        TokenDetails {
+            header: None,
+            scheme_word: None,
+            inspection: None,
+        }
+    }
+}
+
+/// Decodes the credential the agent serves for `name` (a JWT's header and claims,
+/// unverified; anything else is opaque): from the agent's memory, or asked of the agent as
+/// a tool's request would be when it holds none yet. A refusal (login required, renewal
+/// failing) answers no details; the profile's state says why.
+#[tauri::command]
+pub async fn inspect_token(
+    state: State<'_, AppState>,
+    name: String,
+) -> Result<TokenDetails, UiError> {
+    let agent = &state.hosted().await?.agent;
+    let served = match agent.peek(&name, 0) {
+        Lookup::Valid(s) => s,
+        Lookup::NotFound => return Err(Error::ProfileNotFound(name).into()),
+        Lookup::Miss => match agent.credential(&name, 0).await {
+            Ok(s) => s,
+            Err(Error::ProfileNotFound(n)) => return Err(Error::ProfileNotFound(n).into()),
+            Err(_) => return Ok(TokenDetails::none()),
+        },
+        Lookup::Refused(_) => return Ok(TokenDetails::none()),
+    };
+    let (header, value) = &served.credential.headers[0];
+    let value = value.expose();
+    // Basic's base64 is the user's password, not a token: never decoded.
+    let (word, token) = match value.split_once(' ') {
+        Some((w, t)) if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphabetic()) => {
+            (Some(w.to_string()), t)
+        }
+        _ => (None, value),
+    };
+    let inspection = if word
+        .as_deref()
+        .is_some_and(|w| w.eq_ignore_ascii_case("basic"))
+    {
+        Inspection::Opaque {
+            length: token.len(),
+        }
+    } else {
+        keyport_core::token::inspect(token)
+    };
+    Ok(TokenDetails {
+        header: Some(header.clone()),
+        scheme_word: word,
+        inspection: Some(inspection),
     })
 }
