@@ -84,6 +84,35 @@ function button(text, label, onClick) {
   return b;
 }
 
+// Delete asks once more in place (no modal): the first click arms it, the second deletes
+// the profile and its keychain items; Escape or leaving the button disarms it.
+function deleteButton(name) {
+  const b = button("Delete", `Delete ${name}`, async () => {
+    if (b.dataset.armed !== "true") {
+      b.dataset.armed = "true";
+      b.textContent = "Delete? Click again";
+      b.classList.add("danger");
+      return;
+    }
+    b.disabled = true;
+    try {
+      await invoke("delete_profile", { name });
+      outcomes.delete(name);
+    } catch (e) {
+      outcomes.set(name, { text: e?.message ?? String(e), bad: true });
+      render();
+    }
+  });
+  const disarm = () => {
+    b.dataset.armed = "false";
+    b.textContent = "Delete";
+    b.classList.remove("danger");
+  };
+  b.addEventListener("blur", disarm);
+  b.addEventListener("keydown", (e) => e.key === "Escape" && disarm());
+  return b;
+}
+
 function actions(name) {
   const td = document.createElement("td");
   td.className = "actions";
@@ -111,6 +140,7 @@ function actions(name) {
       const why = t.keyport_error ? ` (${t.keyport_error})` : "";
       return { text: `${t.status}${why} · ${Math.round(t.ms)} ms`, bad: t.status >= 400 };
     })),
+    deleteButton(name),
     out,
   );
   return td;

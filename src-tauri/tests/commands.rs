@@ -166,6 +166,19 @@ fn commands_answer_from_the_embedded_agent_and_errors_have_one_shape() {
     let e = invoke(&w, "inspect_token", json!({"name": "nope"})).unwrap_err();
     assert_eq!(e["kind"], "not_found");
 
+    // Delete removes the profile (the window test checks the real keychain item goes too).
+    invoke(&w, "delete_profile", json!({"name": "jwt"})).expect("delete");
+    let names: Vec<Value> = invoke(&w, "list_profiles", json!({}))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert!(!names.contains(&json!("jwt")), "{names:?}");
+    let e = invoke(&w, "delete_profile", json!({"name": "jwt"})).unwrap_err();
+    assert_eq!(e["kind"], "not_found", "{e}");
+
     // The helper listens on loopback, on the port asked for (any free one here).
     let helper = invoke(&w, "helper_info", json!({})).expect("helper_info");
     let port = helper["port"].as_u64().expect("a port");

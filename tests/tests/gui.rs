@@ -496,5 +496,27 @@ fn the_token_inspector_decodes_a_jwt_unverified_and_never_shows_it() {
     let out = bin_dir().join("gui-screenshots");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("token-inspector.png"), bytes).unwrap();
+
+    // Delete asks once more, then removes the profile and its keychain item.
+    assert!(secret_tool_lookup("keyport", &key).is_some());
+    let delete = format!(
+        "document.querySelector('#profiles tr[data-profile=\"{key}\"] button[aria-label^=\"Delete\"]').click(); return true"
+    );
+    d.script(&delete);
+    let armed = d.script(&format!(
+        "return document.querySelector('#profiles tr[data-profile=\"{key}\"] button[aria-label^=\"Delete\"]').textContent"
+    ));
+    assert_eq!(armed, "Delete? Click again");
+    assert!(
+        secret_tool_lookup("keyport", &key).is_some(),
+        "one click deletes nothing"
+    );
+    d.script(&delete);
+    d.wait_for(&format!(
+        "return document.querySelector('#profiles tr[data-profile=\"{key}\"]') === null"
+    ));
+    assert_eq!(secret_tool_lookup("keyport", &key), None);
+    let list = kp.run(&["profile", "list"]).ok().stdout;
+    assert!(!list.contains(&key) && list.contains(&tok), "{list}");
     drop(d);
 }

@@ -47,3 +47,17 @@ pub async fn list_profiles(state: State<'_, AppState>) -> Result<Vec<ProfileRow>
         })
         .collect())
 }
+
+/// Deletes `name`: its keychain items (secrets and token) first, then its config entry
+/// (the core's order: a keychain that refuses leaves the profile as it was); then tells
+/// the agent, whose `removed` event updates every window and `keyport status --watch`.
+#[tauri::command]
+pub async fn delete_profile(state: State<'_, AppState>, name: String) -> Result<(), UiError> {
+    let kp = state.keyport()?.clone();
+    let n = name.clone();
+    tauri::async_runtime::spawn_blocking(move || kp.remove(&n))
+        .await
+        .map_err(|e| keyport_core::Error::Internal(format!("delete stopped ({e})")))??;
+    state.hosted().await?.agent.changed(Some(&name)).await?;
+    Ok(())
+}
