@@ -123,6 +123,23 @@ impl Driver {
         )
     }
 
+    /// Saves a screenshot for people reviewing a change under target/…/gui-screenshots
+    /// (after two frames, or it may show a stale one); docs/screenshots has copies.
+    fn screenshot(&self, file: &str) {
+        self.script(
+            "return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))",
+        );
+        let s = self.session.as_ref().unwrap();
+        let png = self.get(&format!("/session/{s}/screenshot"));
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"));
+        let out = bin_dir().join("gui-screenshots");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join(file), bytes).unwrap();
+    }
+
     fn wait_for(&self, js: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -351,17 +368,7 @@ fn the_app_hosts_the_agent_and_the_window_follows_it() {
     assert_eq!(props["Status"], "Active", "{props}");
     assert!(props.to_string().contains("Keyport"), "{props}");
 
-    // A screenshot for people reviewing the change (after two frames, or it may be stale).
-    d.script("return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))");
-    let s = d.session.clone().unwrap();
-    let png = d.get(&format!("/session/{s}/screenshot"));
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(png.as_str().unwrap())
-        .unwrap();
-    assert!(bytes.starts_with(b"\x89PNG"));
-    let out = bin_dir().join("gui-screenshots");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("profiles.png"), bytes).unwrap();
+    d.screenshot("profiles.png");
 
     // SIGTERM quits like Quit: the agent stops cleanly and frees the session's lock.
     let r = Command::new("kill")
@@ -487,15 +494,7 @@ fn the_token_inspector_decodes_a_jwt_unverified_and_never_shows_it() {
         "the token reached the page"
     );
 
-    d.script("return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))");
-    let s = d.session.clone().unwrap();
-    let png = d.get(&format!("/session/{s}/screenshot"));
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(png.as_str().unwrap())
-        .unwrap();
-    let out = bin_dir().join("gui-screenshots");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("token-inspector.png"), bytes).unwrap();
+    d.screenshot("token-inspector.png");
 
     // Delete asks once more, then removes the profile and its keychain item.
     assert!(secret_tool_lookup("keyport", &key).is_some());
