@@ -9,6 +9,7 @@ fn main() {
             "test_profile",
             "inspect_token",
             "helper_info",
+            "snippets",
         ]),
     ))
     .expect("tauri-build failed");

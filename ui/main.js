@@ -135,6 +135,7 @@ function actions(name) {
       return { text: `renewed: ${STATE_LABELS[s.state] ?? s.state}`, bad: false };
     })),
     button("Inspect", `Inspect the token of ${name}`, () => inspect(name)),
+    button("Use", `Commands that use ${name}`, () => showUse(name)),
     button("Test", `Test ${name} through the helper`, act(async () => {
       const t = await invoke("test_profile", { name, path: rows.get(name)?.test_path ?? null });
       const why = t.keyport_error ? ` (${t.keyport_error})` : "";
@@ -144,6 +145,44 @@ function actions(name) {
     out,
   );
   return td;
+}
+
+// Copy as curl / HTTPie / Python: commands built by the app that reach the profile through
+// the helper and read the key themselves.
+async function showUse(name) {
+  const box = document.getElementById("use");
+  const list = box.querySelector(".snippets");
+  box.querySelector("h2").textContent = `Use ${name} from a tool`;
+  list.replaceChildren();
+  try {
+    const s = await invoke("snippets", { name });
+    for (const [label, key] of [["curl", "curl"], ["HTTPie", "httpie"], ["Python requests", "python"]]) {
+      const head = document.createElement("div");
+      head.className = "snippet-head";
+      const title = document.createElement("span");
+      title.textContent = label;
+      const copy = button("Copy", `Copy as ${label}`, async () => {
+        try {
+          await navigator.clipboard.writeText(s[key]);
+          copy.textContent = "Copied";
+        } catch (e) {
+          copy.textContent = "Select and copy";
+        }
+      });
+      head.append(title, copy);
+      const pre = document.createElement("pre");
+      pre.dataset.snippet = key;
+      pre.textContent = s[key];
+      list.append(head, pre);
+    }
+  } catch (e) {
+    const p = document.createElement("p");
+    p.className = "error";
+    p.textContent = e?.message ?? String(e);
+    list.append(p);
+  }
+  box.hidden = false;
+  box.scrollIntoView({ block: "nearest" });
 }
 
 function when(t) {

@@ -46,6 +46,7 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             commands::tokens::test_profile,
             commands::tokens::inspect_token,
             commands::helper::helper_info,
+            commands::helper::snippets,
         ])
         .on_window_event(|window, event| {
             // Closing the window hides it to the tray; the agent keeps running.

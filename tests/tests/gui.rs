@@ -287,6 +287,46 @@ fn the_app_hosts_the_agent_and_the_window_follows_it() {
         row(&imp)
     ));
     assert_eq!(fake.count("/api/v3/token"), tokens + 1);
+
+    // Use: the commands the window offers work as pasted, with the real clients (curl,
+    // HTTPie, Python requests), reading the key through `keyport helper key`.
+    d.script(&format!(
+        "{}.querySelector('button[aria-label^=\"Commands\"]').click(); return true",
+        row(&imp)
+    ));
+    d.wait_for("return document.querySelectorAll('#use pre[data-snippet]').length === 3");
+    let snippet = |k: &str| {
+        d.script(&format!(
+            "return document.querySelector('#use pre[data-snippet=\"{k}\"]').textContent"
+        ))
+        .as_str()
+        .unwrap()
+        .to_string()
+    };
+    let path = format!(
+        "{}:{}",
+        bin("keyport").parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |program: &str, arg: &str, code: &str| {
+        let o = Command::new(program)
+            .args([arg, code])
+            .env("PATH", &path)
+            .env("KEYPORT_CONFIG_DIR", kp.config_dir())
+            .env("KEYPORT_RUNTIME_DIR", kp.dir.path().join("run"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{code}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let before = fake.count("/api/v3/datasources");
+    let curl = snippet("curl");
+    assert!(!curl.contains(&kp.run(&["helper", "key"]).ok().stdout.trim().to_string()));
+    assert!(run("sh", "-c", &curl).contains(r#"{"datasources": []}"#));
+    assert!(run("sh", "-c", &snippet("httpie")).contains("datasources"));
+    let py = run("/usr/bin/python3", "-c", &snippet("python"));
+    assert!(py.starts_with("200 ") && py.contains("datasources"), "{py}");
+    assert_eq!(fake.count("/api/v3/datasources"), before + 3);
     let html = d
         .script("return document.documentElement.outerHTML")
         .as_str()
