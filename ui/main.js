@@ -277,9 +277,8 @@ function onAgentEvent(ev) {
     case "snapshot":
     case "added":
     case "removed":
-      // (a new profile's service and base URL come from the config: read it again)
-      return reload();
     case "changed":
+      // (a profile's service and base URL come from the config: read it again)
       return reload();
     case "state":
     case "renewal_succeeded":

@@ -116,8 +116,12 @@ pub fn icon(worst: Option<State>) -> Image<'static> {
     Image::new_owned(px, N as u32, N as u32)
 }
 
+/// What the tray shows and what it should show, under one lock.
 struct Shown {
-    summary: Option<Summary>,
+    /// What the icon, tooltip and first menu line show now.
+    summary: Summary,
+    /// The newest summary (shown at once, or by the folded update).
+    latest: Summary,
     at: Option<Instant>,
     /// A folded update is scheduled.
     pending: bool,
@@ -128,7 +132,6 @@ pub struct Tray<R: Runtime> {
     icon: TrayIcon<R>,
     status: MenuItem<R>,
     shown: Mutex<Shown>,
-    latest: Mutex<Summary>,
 }
 
 /// Builds the tray icon and its menu.
@@ -159,11 +162,11 @@ pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
         icon,
         status,
         shown: Mutex::new(Shown {
-            summary: Some(first.clone()),
+            summary: first.clone(),
+            latest: first,
             at: None,
             pending: false,
         }),
-        latest: Mutex::new(first),
     });
     Ok(())
 }
@@ -173,9 +176,9 @@ pub fn show<R: Runtime>(app: &AppHandle<R>, summary: Summary) {
     let Some(tray) = app.try_state::<Tray<R>>() else {
         return; // no tray (none could be built)
     };
-    *tray.latest.lock().unwrap_or_else(|e| e.into_inner()) = summary;
     let wait = {
         let mut shown = tray.shown.lock().unwrap_or_else(|e| e.into_inner());
+        shown.latest = summary;
         if shown.pending {
             return; // the scheduled update shows the latest
         }
@@ -194,7 +197,6 @@ pub fn show<R: Runtime>(app: &AppHandle<R>, summary: Summary) {
             tauri::async_runtime::spawn(async move {
                 tokio::time::sleep(wait).await;
                 if let Some(tray) = app.try_state::<Tray<R>>() {
-                    tray.shown.lock().unwrap_or_else(|e| e.into_inner()).pending = false;
                     apply(&tray);
                 }
             });
@@ -202,21 +204,19 @@ pub fn show<R: Runtime>(app: &AppHandle<R>, summary: Summary) {
     }
 }
 
+/// Shows the latest summary unless it is already shown.
 fn apply<R: Runtime>(tray: &Tray<R>) {
-    let latest = tray
-        .latest
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
     let mut shown = tray.shown.lock().unwrap_or_else(|e| e.into_inner());
-    if shown.summary.as_ref() == Some(&latest) {
+    shown.pending = false;
+    if shown.summary == shown.latest {
         return;
     }
+    let latest = shown.latest.clone();
     let _ = tray.icon.set_icon(Some(icon(latest.worst)));
     let _ = tray.icon.set_tooltip(Some(&latest.text));
     let _ = tray.status.set_text(&latest.text);
     shown.at = Some(Instant::now());
-    shown.summary = Some(latest);
+    shown.summary = latest;
 }
 
 /// Renews every profile, each in its own task (the agent renews each once however often

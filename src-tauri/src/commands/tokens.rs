@@ -83,7 +83,12 @@ pub async fn test_profile(
         .header("X-Keyport-Key", key.expose())
         .send()
         .await
-        .map_err(|e| unavailable(format!("the helper at {base} did not answer ({e})")))?;
+        .map_err(|e| {
+            unavailable(format!(
+                "the helper at {base} did not answer ({})",
+                keyport_core::http::describe_transport(&e)
+            ))
+        })?;
     Ok(TestResult {
         ms: started.elapsed().as_secs_f64() * 1000.0,
         status: resp.status().as_u16(),
@@ -133,7 +138,7 @@ pub async fn inspect_token(
         Lookup::NotFound => return Err(Error::ProfileNotFound(name).into()),
         Lookup::Miss => match agent.credential(&name, 0).await {
             Ok(s) => s,
-            Err(Error::ProfileNotFound(n)) => return Err(Error::ProfileNotFound(n).into()),
+            Err(e @ Error::ProfileNotFound(_)) => return Err(e.into()),
             Err(_) => return Ok(TokenDetails::none()),
         },
         Lookup::Refused(_) => return Ok(TokenDetails::none()),
