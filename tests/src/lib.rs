@@ -126,12 +126,17 @@ impl Keyport {
 
     pub fn command(&self) -> Command {
         let mut c = Command::new(bin("keyport"));
-        c.env("KEYPORT_CONFIG_DIR", self.config_dir());
-        // Each test has its own runtime dir: its own agent (or none), its own lock files.
-        c.env("KEYPORT_RUNTIME_DIR", self.dir.path().join("run"));
-        // ...and its own helper port (tests run in parallel; 0 picks a free one).
-        c.env("KEYPORT_HELPER_PORT", "0");
+        self.env(&mut c);
         c
+    }
+
+    /// Points `c` (`keyport`, the app, or a tool that runs `keyport`) at this config: its
+    /// config dir, its own runtime dir (its own agent or none, its own lock files) and its
+    /// own helper port (tests run in parallel; 0 picks a free one).
+    pub fn env<'c>(&self, c: &'c mut Command) -> &'c mut Command {
+        c.env("KEYPORT_CONFIG_DIR", self.config_dir())
+            .env("KEYPORT_RUNTIME_DIR", self.dir.path().join("run"))
+            .env("KEYPORT_HELPER_PORT", "0")
     }
 
     /// Runs `keyport ARGS` with `stdin` piped in (not a TTY).
@@ -304,8 +309,9 @@ impl Drop for AgentProc {
     }
 }
 
-/// The notifications the session's sink recorded for `profile` (summary, body, actions).
-pub fn notifications_for(profile: &str) -> Vec<serde_json::Value> {
+/// Everything the session's sink recorded so far (notifications and tray registrations),
+/// one JSON object per record; none outside a headless session.
+pub fn sink_records() -> Vec<serde_json::Value> {
     let Some(path) = std::env::var_os("NOTIFY_SINK_LOG") else {
         return Vec::new();
     };
@@ -313,6 +319,13 @@ pub fn notifications_for(profile: &str) -> Vec<serde_json::Value> {
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .collect()
+}
+
+/// The notifications the session's sink recorded for `profile` (summary, body, actions).
+pub fn notifications_for(profile: &str) -> Vec<serde_json::Value> {
+    sink_records()
+        .into_iter()
         .filter(|n| {
             n["method"] == "Notify" && n["summary"].as_str().is_some_and(|s| s.contains(profile))
         })

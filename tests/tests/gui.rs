@@ -55,17 +55,17 @@ impl Drop for Driver {
 impl Driver {
     fn start(kp: &Keyport, helper_port: u16) -> Self {
         let (port, native) = (free_port(), free_port());
-        let child = Command::new(tauri_driver())
+        let mut cmd = Command::new(tauri_driver());
+        // (passed on to WebKitWebDriver and the app it starts)
+        kp.env(&mut cmd)
+            .env("KEYPORT_HELPER_PORT", helper_port.to_string());
+        let child = cmd
             .args([
                 "--port",
                 &port.to_string(),
                 "--native-port",
                 &native.to_string(),
             ])
-            // (passed on to WebKitWebDriver and the app it starts)
-            .env("KEYPORT_CONFIG_DIR", kp.config_dir())
-            .env("KEYPORT_RUNTIME_DIR", kp.dir.path().join("run"))
-            .env("KEYPORT_HELPER_PORT", helper_port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -170,11 +170,12 @@ fn agent_pid(kp: &Keyport) -> Option<u32> {
 
 /// The session's tray records (StatusNotifierWatcher registrations and item properties).
 fn tray_records() -> Vec<Value> {
-    let path = std::env::var_os("NOTIFY_SINK_LOG").expect("a headless session");
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    assert!(
+        std::env::var_os("NOTIFY_SINK_LOG").is_some(),
+        "a headless session"
+    );
+    sink_records()
+        .into_iter()
         .filter(|r| {
             r["method"] == "RegisterStatusNotifierItem" || r["method"] == "(item properties)"
         })
@@ -309,11 +310,10 @@ fn the_app_hosts_the_agent_and_the_window_follows_it() {
         std::env::var("PATH").unwrap_or_default()
     );
     let run = |program: &str, arg: &str, code: &str| {
-        let o = Command::new(program)
+        let o = kp
+            .env(&mut Command::new(program))
             .args([arg, code])
             .env("PATH", &path)
-            .env("KEYPORT_CONFIG_DIR", kp.config_dir())
-            .env("KEYPORT_RUNTIME_DIR", kp.dir.path().join("run"))
             .output()
             .unwrap();
         assert!(o.status.success(), "{code}: {o:?}");
@@ -356,10 +356,8 @@ fn the_app_hosts_the_agent_and_the_window_follows_it() {
     );
 
     // One instance: starting the app again hands over to this one and exits.
-    let mut second = Command::new(&app)
-        .env("KEYPORT_CONFIG_DIR", kp.config_dir())
-        .env("KEYPORT_RUNTIME_DIR", kp.dir.path().join("run"))
-        .env("KEYPORT_HELPER_PORT", "0")
+    let mut second = kp
+        .env(&mut Command::new(&app))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
