@@ -4,6 +4,7 @@ fn main() {
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(
         tauri_build::AppManifest::new().commands(&[
             "list_profiles",
+            "show_profile",
             "delete_profile",
             "renew",
             "test_profile",

@@ -41,6 +41,7 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
         .manage(state)
         .invoke_handler(tauri::generate_handler![
             commands::profiles::list_profiles,
+            commands::profiles::show_profile,
             commands::profiles::delete_profile,
             commands::tokens::renew,
             commands::tokens::test_profile,

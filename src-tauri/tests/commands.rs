@@ -120,6 +120,15 @@ fn commands_answer_from_the_embedded_agent_and_errors_have_one_shape() {
     assert_eq!(row["status"]["state"], "valid", "{row}");
     assert!(!rows.to_string().contains("app-test-key-7c1d"));
 
+    // One profile's settings, and for its secrets only whether they are set.
+    let v = invoke(&w, "show_profile", json!({"name": "pw"})).expect("show_profile");
+    assert_eq!(v["secrets"], json!({"api_key": true}), "{v}");
+    assert_eq!(v["settings"]["base_url"], "https://app.wearepatchworks.com");
+    assert_eq!(v["keychain_item"], "keyport/pw");
+    assert!(!v.to_string().contains("app-test-key-7c1d"));
+    let e = invoke(&w, "show_profile", json!({"name": "nope"})).unwrap_err();
+    assert_eq!(e["kind"], "not_found", "{e}");
+
     // The agent's events reach the page: a profile added elsewhere (as `keyport profile
     // add` does, then telling the agent) arrives as an `added` event.
     let other = keyport(&config);

@@ -134,6 +134,7 @@ pub enum Error {
 /// What kind of failure an [`Error`] is: the one classification the agent (retry or not),
 /// the CLI (exit codes) and the desktop app (what to show) share. Serialized as snake_case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -301,6 +302,7 @@ impl Error {
 /// An error as it crosses a boundary (the control channel, the app's IPC, live events):
 /// its kind and its one line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ErrorInfo {
     pub kind: ErrorKind,
     pub message: String,

@@ -27,6 +27,7 @@ use crate::store::{ItemKey, Keychain, KeyringStore, SecretBundle, SecretStore};
 
 /// A profile as shown to the user: settings, and for secrets only whether they are set.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ProfileView {
     pub name: String,
     pub preset: String,

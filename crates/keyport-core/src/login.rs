@@ -53,6 +53,7 @@ mod secs {
 
 /// What the person must see or do during a login, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum LoginStep {
     /// The login page: `url` is the page itself (shown to the person, to copy), `open` a
@@ -80,6 +81,7 @@ pub enum LoginStep {
     AlreadyLoggedIn,
     Succeeded {
         #[serde(with = "time::serde::rfc3339::option")]
+        #[cfg_attr(feature = "ts", ts(type = "string | null"))]
         expires_at: Option<OffsetDateTime>,
     },
     Failed {

@@ -141,16 +141,20 @@ pub const MAX_INSPECT: usize = 16 * 1024;
 /// they are untrusted input from an endpoint, so callers show them as text. The signature
 /// is never part of the result, and neither is the token.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Inspection {
     Jwt {
         header: serde_json::Value,
         claims: serde_json::Value,
         #[serde(with = "time::serde::rfc3339::option")]
+        #[cfg_attr(feature = "ts", ts(type = "string | null"))]
         expires_at: Option<OffsetDateTime>,
         #[serde(with = "time::serde::rfc3339::option")]
+        #[cfg_attr(feature = "ts", ts(type = "string | null"))]
         issued_at: Option<OffsetDateTime>,
         #[serde(with = "time::serde::rfc3339::option")]
+        #[cfg_attr(feature = "ts", ts(type = "string | null"))]
         not_before: Option<OffsetDateTime>,
         issuer: Option<String>,
         subject: Option<String>,

@@ -24,7 +24,7 @@ pub async fn helper_info(state: State<'_, AppState>) -> Result<HelperInfo, UiErr
 
 /// Commands that reach a profile through the helper, for curl, HTTPie and Python requests.
 /// None holds a secret: each reads the helper key with `keyport helper key` when it runs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 pub struct Snippets {
     /// The profile's helper URL, with the preset's test path when it has one.
     pub url: String,

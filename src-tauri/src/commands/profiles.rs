@@ -2,12 +2,13 @@
 
 use keyport_core::agent::ProfileStatus;
 use keyport_core::preset;
+use keyport_core::ProfileView;
 use serde::Serialize;
 use tauri::State;
 
 use crate::{AppState, UiError};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ProfileRow {
     pub name: String,
     pub preset: String,
@@ -46,6 +47,19 @@ pub async fn list_profiles(state: State<'_, AppState>) -> Result<Vec<ProfileRow>
             }
         })
         .collect())
+}
+
+/// One profile's settings, and for each secret field only whether it is set (one keychain
+/// read, when the person selects the profile; never on a timer).
+#[tauri::command]
+pub async fn show_profile(
+    state: State<'_, AppState>,
+    name: String,
+) -> Result<ProfileView, UiError> {
+    let kp = state.keyport()?.clone();
+    Ok(tauri::async_runtime::spawn_blocking(move || kp.show(&name))
+        .await
+        .map_err(|e| keyport_core::Error::Internal(format!("show stopped ({e})")))??)
 }
 
 /// Deletes `name`: its keychain items (secrets and token) first, then its config entry

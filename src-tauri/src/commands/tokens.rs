@@ -28,7 +28,7 @@ pub async fn renew(state: State<'_, AppState>, name: String) -> Result<ProfileSt
 }
 
 /// What a Test answered.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct TestResult {
     /// The helper URL the GET went to (no key in it).
     pub url: String,
@@ -103,7 +103,7 @@ pub async fn test_profile(
 
 /// What the token inspector shows: the header the credential is sent in and what the token
 /// says about itself. Never the token.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct TokenDetails {
     /// `Authorization`, `X-Api-Key`, ...; none when no valid credential is held now.
     pub header: Option<String>,

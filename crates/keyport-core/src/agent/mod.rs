@@ -87,6 +87,7 @@ impl Default for AgentConfig {
 
 /// A profile's state as `keyport status` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Valid,
@@ -99,16 +100,20 @@ pub enum State {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ProfileStatus {
     pub name: String,
     pub preset: String,
     pub scheme: String,
     pub state: State,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "ts", ts(type = "string | null"))]
     pub expires_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "ts", ts(type = "string | null"))]
     pub next_refresh_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "ts", ts(type = "string | null"))]
     pub last_refresh_at: Option<OffsetDateTime>,
     pub failures: u32,
     pub last_error: Option<String>,
@@ -121,6 +126,7 @@ pub struct ProfileStatus {
 
 /// A change in the agent, as subscribers see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AgentEvent {
     /// Every profile's state: the first thing a subscriber gets, and what it gets instead

@@ -108,6 +108,7 @@ impl Listening {
 
 /// What `keyport helper status` and the app show.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct HelperInfo {
     /// The TCP port it listens on, if it does.
     pub port: Option<u16>,
