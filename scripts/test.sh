@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check and test Keyport has (this is what CI runs):
-# formatting, clippy, rustdoc, the core's dependency rule, then unit and system tests against a real
+# the page's type check, build and unit tests (Vitest), formatting, clippy, rustdoc, the core's dependency rule, then unit and system tests against a real
 # gnome-keyring, a real session bus and the real app window, inside a throw-away headless
 # desktop session (tests/support/headless-session.sh).
 set -euo pipefail
@@ -11,6 +11,11 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all --check
+
+# The app embeds the page's build (ui/dist), so it comes before anything compiles the app.
+echo "== the page: TypeScript check, Vite build, Vitest" >&2
+scripts/build-ui.sh
+npm --prefix ui run --silent test
 
 echo "== cargo clippy -D warnings" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings

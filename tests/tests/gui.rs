@@ -140,6 +140,23 @@ impl Driver {
         std::fs::write(out.join(file), bytes).unwrap();
     }
 
+    /// Selects profile `name` in the list and waits for its detail.
+    fn select(&self, name: &str) {
+        self.script(&format!(
+            "document.querySelector('#profiles li[data-profile=\"{name}\"] button').click(); return true"
+        ));
+        self.wait_for(&format!(
+            "return document.getElementById('detail')?.dataset.profile === '{name}'"
+        ));
+    }
+
+    /// Clicks the selected profile's action button (`renew`, `test`, `inspect`, `delete`).
+    fn act(&self, action: &str) {
+        self.script(&format!(
+            "document.querySelector('#detail button[data-action=\"{action}\"]').click(); return true"
+        ));
+    }
+
     fn wait_for(&self, js: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -222,37 +239,47 @@ fn the_app_hosts_the_agent_and_the_window_follows_it() {
     d.wait_for("return document.body.dataset.loaded === 'true'");
     // Both profiles become valid in the window, from the embedded agent's state.
     d.wait_for(
-        "const r = document.querySelectorAll('#profiles tbody tr[data-profile]'); \
+        "const r = document.querySelectorAll('#profiles li[data-profile]'); \
          return r.length === 3 && Array.from(r).every(t => t.dataset.state === 'valid')",
     );
     let rows = d.script(&format!(
-        "return Array.from(document.querySelectorAll('#profiles tbody tr[data-profile]')) \
+        "return Array.from(document.querySelectorAll('#profiles li[data-profile]')) \
          .filter(r => r.dataset.profile !== '{imp}') \
-         .map(r => Array.from(r.cells).slice(0, 5).map(c => c.textContent))"
+         .map(r => ['.entry-name', '.badge', '.countdown', '.entry-preset'] \
+           .map(c => r.querySelector(c).textContent))"
     ));
     assert_eq!(
         rows,
         json!([
-            [a, "valid", "", "frappe-token", "https://erp.example.com"],
-            [
-                b,
-                "valid",
-                "",
-                "patchworks-api-key",
-                "https://app.wearepatchworks.com"
-            ],
+            [a, "valid", "", "frappe-token"],
+            [b, "valid", "", "patchworks-api-key"],
         ])
     );
     let groups = d.script(
-        "return Array.from(document.querySelectorAll('#profiles tr.group')).map(r => r.textContent)",
+        "return Array.from(document.querySelectorAll('#profiles .group-title')).map(r => r.textContent)",
     );
     assert_eq!(groups, json!(["Frappe", "Improvado", "Patchworks"]));
-    let row =
-        |name: &str| format!("document.querySelector('#profiles tr[data-profile=\"{name}\"]')");
+    // The first profile is selected: its settings, and its secret as set, never its value.
+    d.wait_for(&format!(
+        "const d = document.getElementById('detail'); return d && d.dataset.profile === '{a}' \
+         && d.querySelector('dd[data-field=\"secret:api_secret\"]')?.textContent === 'set'"
+    ));
+    assert_eq!(
+        d.script(
+            "return document.querySelector('#detail dd[data-field=\"base_url\"]').textContent"
+        ),
+        json!("https://erp.example.com")
+    );
+    d.select(&b);
+    assert_eq!(
+        d.script(
+            "return document.querySelector('#detail dd[data-field=\"base_url\"]').textContent"
+        ),
+        json!("https://app.wearepatchworks.com")
+    );
     // The token's expiry counts down (30 min from the fetch).
     let exp = d.script(&format!(
-        "return {}.querySelector('td.expires').textContent",
-        row(&imp)
+        "return document.querySelector('#profiles li[data-profile=\"{imp}\"] .countdown').textContent"
     ));
     let exp = exp.as_str().unwrap();
     assert!(
@@ -261,14 +288,12 @@ fn the_app_hosts_the_agent_and_the_window_follows_it() {
     );
 
     // Test: one GET through the helper to the preset's test path; the API saw the token.
-    d.script(&format!(
-        "{}.querySelector('button[aria-label^=\"Test\"]').click(); return true",
-        row(&imp)
-    ));
-    let outcome = d.wait_for(&format!(
-        "const o = {}.querySelector('.outcome').textContent; return o.length ? o : null",
-        row(&imp)
-    ));
+    d.select(&imp);
+    d.act("test");
+    let outcome = d.wait_for(
+        "const o = document.querySelector('#detail .outcome').textContent; \
+         return o.length && o !== '…' ? o : null",
+    );
     assert!(outcome.as_str().unwrap().starts_with("200 · "), "{outcome}");
     let got = fake
         .log()
@@ -279,22 +304,14 @@ fn the_app_hosts_the_agent_and_the_window_follows_it() {
 
     // Renew now: one more token call, and the row says so.
     let tokens = fake.count("/api/v3/token");
-    d.script(&format!(
-        "{}.querySelector('button[aria-label^=\"Renew\"]').click(); return true",
-        row(&imp)
-    ));
-    d.wait_for(&format!(
-        "return {}.querySelector('.outcome').textContent === 'renewed: valid'",
-        row(&imp)
-    ));
+    d.act("renew");
+    d.wait_for(
+        "return document.querySelector('#detail .outcome').textContent === 'renewed: valid'",
+    );
     assert_eq!(fake.count("/api/v3/token"), tokens + 1);
 
     // Use: the commands the window offers work as pasted, with the real clients (curl,
     // HTTPie, Python requests), reading the key through `keyport helper key`.
-    d.script(&format!(
-        "{}.querySelector('button[aria-label^=\"Commands\"]').click(); return true",
-        row(&imp)
-    ));
     d.wait_for("return document.querySelectorAll('#use pre[data-snippet]').length === 3");
     let snippet = |k: &str| {
         d.script(&format!(
@@ -383,7 +400,7 @@ fn the_app_hosts_the_agent_and_the_window_follows_it() {
     // A profile added with the CLI shows up in the window at once (the agent's event).
     kp.add(&c, "patchworks-api-key", &[], &[("api_key", "gui-key-77")]);
     d.wait_for(&format!(
-        "const r = document.querySelector('#profiles tr[data-profile=\"{c}\"]'); \
+        "const r = document.querySelector('#profiles li[data-profile=\"{c}\"]'); \
          return r !== null && r.dataset.state === 'valid'"
     ));
 
@@ -453,7 +470,7 @@ fn a_helper_port_in_use_is_said_in_the_window_and_the_rest_works() {
     );
     // The agent runs all the same: the window shows the state, the CLI gets an answer.
     d.wait_for(&format!(
-        "const r = document.querySelector('#profiles tr[data-profile=\"{name}\"]'); \
+        "const r = document.querySelector('#profiles li[data-profile=\"{name}\"]'); \
          return r !== null && r.dataset.state === 'valid'"
     ));
     let status = kp.run(&["status"]).ok();
@@ -490,12 +507,11 @@ fn the_token_inspector_decodes_a_jwt_unverified_and_never_shows_it() {
     d.open(&app);
     d.wait_for("return document.body.dataset.loaded === 'true'");
     let click = |name: &str| {
-        d.script(&format!(
-            "document.querySelector('#profiles tr[data-profile=\"{name}\"] button[aria-label^=\"Inspect\"]').click(); return true"
-        ))
+        d.select(name);
+        d.act("inspect");
     };
     click(&key);
-    d.wait_for("return document.getElementById('inspector').dataset.kind === 'opaque'");
+    d.wait_for("return document.getElementById('inspector')?.dataset.kind === 'opaque'");
     let note = d.script("return document.querySelector('#inspector .note').textContent");
     assert!(
         note.as_str()
@@ -505,7 +521,7 @@ fn the_token_inspector_decodes_a_jwt_unverified_and_never_shows_it() {
     );
 
     click(&tok);
-    d.wait_for("return document.getElementById('inspector').dataset.kind === 'jwt'");
+    d.wait_for("return document.getElementById('inspector')?.dataset.kind === 'jwt'");
     let fields = d.script(
         "return Object.fromEntries(Array.from(document.querySelectorAll('#inspector dd')).map(e => [e.dataset.field, e.textContent]))",
     );
@@ -536,21 +552,19 @@ fn the_token_inspector_decodes_a_jwt_unverified_and_never_shows_it() {
 
     // Delete asks once more, then removes the profile and its keychain item.
     assert!(secret_tool_lookup("keyport", &key).is_some());
-    let delete = format!(
-        "document.querySelector('#profiles tr[data-profile=\"{key}\"] button[aria-label^=\"Delete\"]').click(); return true"
+    d.select(&key);
+    d.act("delete");
+    let armed = d.script(
+        "return document.querySelector('#detail button[data-action=\"delete\"]').textContent",
     );
-    d.script(&delete);
-    let armed = d.script(&format!(
-        "return document.querySelector('#profiles tr[data-profile=\"{key}\"] button[aria-label^=\"Delete\"]').textContent"
-    ));
     assert_eq!(armed, "Delete? Click again");
     assert!(
         secret_tool_lookup("keyport", &key).is_some(),
         "one click deletes nothing"
     );
-    d.script(&delete);
+    d.act("delete");
     d.wait_for(&format!(
-        "return document.querySelector('#profiles tr[data-profile=\"{key}\"]') === null"
+        "return document.querySelector('#profiles li[data-profile=\"{key}\"]') === null"
     ));
     assert_eq!(secret_tool_lookup("keyport", &key), None);
     let list = kp.run(&["profile", "list"]).ok().stdout;

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the window's page (ui/: TypeScript and Preact, bundled by Vite) into ui/dist, which
+# the app embeds. Installs Node.js and npm from Debian when they are missing, and the page's
+# npm packages (npm ci) when package-lock.json changed since the last install.
+# Usage: scripts/build-ui.sh
+set -euo pipefail
+cd "$(dirname "$0")/../ui"
+if ! command -v npm >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "build-ui: installing nodejs npm" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+npm run --silent build >&2

@@ -1,0 +1,143 @@
+// One profile: its state and token times, settings and secrets (set or not, never their
+// values), actions, the commands that use it through the helper, and the token inspector.
+import { useEffect, useState } from "preact/hooks";
+import { api, message } from "../api";
+import type { ProfileRow } from "../bindings/ProfileRow";
+import type { ProfileView } from "../bindings/ProfileView";
+import type { TokenDetails } from "../bindings/TokenDetails";
+import { useNow } from "../clock";
+import { describeTest, STATE_LABELS, when, type Outcome } from "../model";
+import { Badge } from "./Badge";
+import { Countdown } from "./Countdown";
+import { DeleteButton } from "./DeleteButton";
+import { Inspector } from "./Inspector";
+import { UseSnippets } from "./UseSnippets";
+
+type Props = { row: ProfileRow; configRev: number; onGone: () => void };
+
+export function ProfileDetail({ row, configRev, onGone }: Props) {
+  const name = row.name;
+  const st = row.status;
+  const [view, setView] = useState<ProfileView | null>(null);
+  const [viewError, setViewError] = useState<string | null>(null);
+  const [outcome, setOutcome] = useState<Outcome | null>(null);
+  const [busy, setBusy] = useState<string | null>(null);
+  const [token, setToken] = useState<TokenDetails | { error: string } | null>(null);
+  const now = useNow(Boolean(st?.next_refresh_at || st?.last_refresh_at));
+
+  useEffect(() => {
+    let live = true;
+    api.showProfile(name).then(
+      (v) => live && (setView(v), setViewError(null)),
+      (e) => live && setViewError(message(e)),
+    );
+    return () => {
+      live = false;
+    };
+  }, [name, configRev]);
+
+  const act = (what: string, fn: () => Promise<Outcome>) => async () => {
+    setBusy(what);
+    setOutcome(await fn().catch((e) => ({ text: message(e), bad: true })));
+    setBusy(null);
+  };
+  const renew = act("renew", async () => {
+    const s = await api.renew(name);
+    return { text: `renewed: ${STATE_LABELS[s.state]}`, bad: s.state !== "valid" };
+  });
+  const test = act("test", async () => describeTest(await api.testProfile(name, row.test_path)));
+  const inspect = async () => {
+    setBusy("inspect");
+    setToken(await api.inspectToken(name).catch((e) => ({ error: message(e) })));
+    setBusy(null);
+  };
+  const remove = async () => {
+    try {
+      await api.deleteProfile(name);
+      onGone();
+    } catch (e) {
+      setOutcome({ text: message(e), bad: true });
+    }
+  };
+
+  const settings = Object.entries(view?.settings ?? {}).filter(([k]) => k !== "base_url");
+  const secrets = Object.entries(view?.secrets ?? {});
+  return (
+    <article id="detail" data-profile={name} aria-labelledby="detail-title">
+      <header class="detail-head">
+        <h2 id="detail-title">{name}</h2>
+        <Badge state={st?.state ?? null} />
+        <Countdown at={st?.expires_at} />
+      </header>
+      {st?.last_error && (
+        <p class="banner bad" data-field="last_error">
+          {st.last_error}
+        </p>
+      )}
+      <div class="actions" role="group" aria-label={`Actions for ${name}`}>
+        <button type="button" data-action="renew" disabled={busy !== null} onClick={renew} aria-label={`Renew ${name} now`}>
+          Renew now
+        </button>
+        <button type="button" data-action="test" disabled={busy !== null} onClick={test} aria-label={`Test ${name} through the helper`}>
+          Test
+        </button>
+        <button type="button" data-action="inspect" disabled={busy !== null} onClick={inspect} aria-label={`Inspect the token of ${name}`}>
+          Inspect token
+        </button>
+        <DeleteButton name={name} onDelete={remove} />
+        <span class={`outcome${outcome?.bad ? " bad" : ""}`} role="status">
+          {busy ? "…" : (outcome?.text ?? "")}
+        </span>
+      </div>
+
+      {token && <Inspector name={name} details={token} />}
+
+      <section aria-labelledby="facts-title">
+        <h3 id="facts-title">Profile</h3>
+        <dl class="facts">
+          <Fact k="Service" field="service" v={row.service} />
+          <Fact k="Preset" field="preset" v={row.preset} />
+          <Fact k="Sent as" field="scheme" v={row.scheme} />
+          <Fact k="API base URL" field="base_url" v={row.base_url} />
+          <Fact k="Expires" field="expires" v={when(st?.expires_at, now)} />
+          <Fact k="Last renewal" field="last_refresh" v={when(st?.last_refresh_at, now)} />
+          <Fact k="Next renewal" field="next_refresh" v={when(st?.next_refresh_at, now)} />
+          {st && st.failures > 0 && <Fact k="Failures in a row" field="failures" v={String(st.failures)} />}
+          {settings.map(([k, v]) => (
+            <Fact key={k} k={k} field={`setting:${k}`} v={v} mono />
+          ))}
+        </dl>
+      </section>
+
+      <section aria-labelledby="secrets-title">
+        <h3 id="secrets-title">Secrets</h3>
+        {viewError ? (
+          <p class="bad">{viewError}</p>
+        ) : secrets.length === 0 ? (
+          <p class="note">{view ? "This preset keeps no secret." : "…"}</p>
+        ) : (
+          <dl class="facts">
+            {secrets.map(([k, set]) => (
+              <Fact key={k} k={k} field={`secret:${k}`} v={set ? "set" : "not set"} />
+            ))}
+            <Fact k="Keychain item" field="keychain_item" v={view?.keychain_item} mono />
+          </dl>
+        )}
+      </section>
+
+      <UseSnippets name={name} />
+    </article>
+  );
+}
+
+function Fact({ k, v, field, mono }: { k: string; v: string | null | undefined; field: string; mono?: boolean }) {
+  if (!v) return null;
+  return (
+    <>
+      <dt>{k}</dt>
+      <dd data-field={field} class={mono ? "mono" : undefined}>
+        {v}
+      </dd>
+    </>
+  );
+}

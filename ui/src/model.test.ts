@@ -1,0 +1,92 @@
+import { describe, expect, it } from "vitest";
+import type { ProfileRow } from "./bindings/ProfileRow";
+import { row, status } from "./test/fixtures";
+import { apply, countdown, describeTest, groups, ordered, worst, type Rows } from "./model";
+
+const rows = (...r: ProfileRow[]): Rows => new Map(r.map((x) => [x.name, x]));
+
+describe("countdown", () => {
+  const now = Date.parse("2026-12-03T12:00:00Z");
+  it.each([
+    ["2026-12-03T12:00:42Z", "in 42 s"],
+    ["2026-12-03T12:04:20Z", "in 4 min 20 s"],
+    ["2026-12-03T14:05:59Z", "in 2 h 5 min"],
+    ["2026-12-05T15:00:00Z", "in 2 d 3 h"],
+    ["2026-12-03T11:57:00Z", "3 min 0 s ago"],
+  ])("%s reads %s", (at, want) => {
+    expect(countdown(at, now)).toBe(want);
+  });
+  it("is empty without an expiry or with a garbled one", () => {
+    expect(countdown(null, now)).toBe("");
+    expect(countdown("soon", now)).toBe("");
+  });
+});
+
+describe("worst", () => {
+  it("ranks error over login required over expired over expiring over valid", () => {
+    expect(worst(["valid", "expiring", "expired"])).toBe("expired");
+    expect(worst(["valid", "login_required", "expired"])).toBe("login_required");
+    expect(worst(["refreshing", "valid"])).toBe("refreshing");
+    expect(worst(["valid", "error", "login_required"])).toBe("error");
+    expect(worst([])).toBeNull();
+  });
+});
+
+describe("groups", () => {
+  it("groups by service, both in alphabetical order", () => {
+    const g = groups([row("zeta", "Patchworks"), row("beta", "Frappe"), row("alpha", "Patchworks")]);
+    expect(g.map(([s, l]) => [s, l.map((r) => r.name)])).toEqual([
+      ["Frappe", ["beta"]],
+      ["Patchworks", ["alpha", "zeta"]],
+    ]);
+    expect(ordered(g.flatMap(([, l]) => l))).toEqual(["beta", "alpha", "zeta"]);
+  });
+  it("puts the generic presets last", () => {
+    const g = groups([row("t", "generic"), row("z", "Patchworks"), row("a", "Airbyte Embedded")]);
+    expect(g.map(([s]) => s)).toEqual(["Airbyte Embedded", "Patchworks", "generic"]);
+  });
+});
+
+describe("apply", () => {
+  const before = rows(row("a", "Frappe"), row("b", "Patchworks"));
+  it("updates one profile's state in place and leaves the others alone", () => {
+    const next = apply(before, { event: "state", profile: status("b", "expired"), from: "valid" });
+    expect(next).not.toBe("reload");
+    const m = next as Rows;
+    expect(m.get("b")?.status?.state).toBe("expired");
+    expect(m.get("a")).toBe(before.get("a"));
+    expect(before.get("b")?.status?.state).toBe("valid");
+  });
+  it("keeps a failed renewal's error", () => {
+    const next = apply(before, {
+      event: "renewal_failed",
+      profile: status("a", "error", { last_error: "the token endpoint answered 500", failures: 3 }),
+      error: { kind: "unavailable", message: "the token endpoint answered 500" },
+    }) as Rows;
+    expect(next.get("a")?.status?.last_error).toBe("the token endpoint answered 500");
+  });
+  it("drops a removed profile", () => {
+    const next = apply(before, { event: "removed", name: "a" }) as Rows;
+    expect([...next.keys()]).toEqual(["b"]);
+    expect(apply(before, { event: "removed", name: "nobody" })).toBe(before);
+  });
+  it("reloads for what only the config knows", () => {
+    expect(apply(before, { event: "added", profile: status("c", "valid") })).toBe("reload");
+    expect(apply(before, { event: "changed", profile: status("a", "valid") })).toBe("reload");
+    expect(apply(before, { event: "snapshot", profiles: [] })).toBe("reload");
+    expect(apply(before, { event: "state", profile: status("new", "valid"), from: "expired" })).toBe("reload");
+  });
+  it("ignores a renewal starting (its state event follows)", () => {
+    expect(apply(before, { event: "renewal_started", name: "a" })).toBe(before);
+  });
+});
+
+describe("describeTest", () => {
+  it("says the status, Keyport's refusal and the latency", () => {
+    expect(describeTest({ url: "u", status: 200, ms: 12.4, keyport_error: null })).toEqual({ text: "200 · 12 ms", bad: false });
+    expect(describeTest({ url: "u", status: 503, ms: 3, keyport_error: "login_required" })).toEqual({
+      text: "503 (login_required) · 3 ms",
+      bad: true,
+    });
+  });
+});

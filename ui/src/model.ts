@@ -1,0 +1,112 @@
+// What the page computes from the agent's data, free of the DOM: labels, countdowns,
+// grouping, the worst state, and how each agent event changes the list. Unit-tested.
+import type { AgentEvent } from "./bindings/AgentEvent";
+import type { ProfileRow } from "./bindings/ProfileRow";
+import type { State } from "./bindings/State";
+import type { TestResult } from "./bindings/TestResult";
+
+export const STATE_LABELS: Record<State, string> = {
+  valid: "valid",
+  refreshing: "refreshing",
+  expiring: "expiring",
+  expired: "expired",
+  login_required: "login required",
+  error: "error",
+};
+
+/** Worst first: what the tray and a group's heading show. */
+const SEVERITY: State[] = ["error", "login_required", "expired", "expiring", "refreshing", "valid"];
+
+export function worst(states: Iterable<State>): State | null {
+  let best: number | null = null;
+  for (const s of states) {
+    const i = SEVERITY.indexOf(s);
+    if (best === null || i < best) best = i;
+  }
+  return best === null ? null : SEVERITY[best];
+}
+
+/** "in 4 min 20 s", "in 2 h 5 min", "3 min 0 s ago"; "" without an expiry. */
+export function countdown(expiresAt: string | null | undefined, now: number): string {
+  if (!expiresAt) return "";
+  const t = Date.parse(expiresAt);
+  if (Number.isNaN(t)) return "";
+  let s = Math.round((t - now) / 1000);
+  const past = s < 0;
+  s = Math.abs(s);
+  let text: string;
+  if (s < 60) text = `${s} s`;
+  else if (s < 3600) text = `${Math.floor(s / 60)} min ${s % 60} s`;
+  else if (s < 86400) text = `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  else text = `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+  return past ? `${text} ago` : `in ${text}`;
+}
+
+/** A time as the person reads it, with how far it is: "3 Dec 2026, 14:05 (in 5 min 0 s)". */
+export function when(t: string | null | undefined, now: number): string | null {
+  if (!t) return null;
+  const d = new Date(t);
+  if (Number.isNaN(d.getTime())) return null;
+  return `${d.toLocaleString()} (${countdown(t, now)})`;
+}
+
+/** The group of profiles whose preset is for no particular service (bearer, basic, ...). */
+export const GENERIC = "generic";
+
+/**
+ * The profiles grouped by service, services and names in alphabetical order, the generic
+ * presets' group last.
+ */
+export function groups(rows: Iterable<ProfileRow>): [string, ProfileRow[]][] {
+  const by = new Map<string, ProfileRow[]>();
+  for (const r of rows) {
+    const g = by.get(r.service);
+    if (g) g.push(r);
+    else by.set(r.service, [r]);
+  }
+  for (const g of by.values()) g.sort((a, b) => a.name.localeCompare(b.name));
+  return [...by.entries()].sort(([a], [b]) => Number(a === GENERIC) - Number(b === GENERIC) || a.localeCompare(b));
+}
+
+/** The list in display order (for moving the selection with the arrow keys). */
+export function ordered(rows: Iterable<ProfileRow>): string[] {
+  return groups(rows).flatMap(([, g]) => g.map((r) => r.name));
+}
+
+export type Rows = ReadonlyMap<string, ProfileRow>;
+
+/**
+ * The list after `ev`, or "reload" when the event changes what only the config knows (a
+ * profile's service and base URL): a new profile, changed settings, or one not listed yet.
+ */
+export function apply(rows: Rows, ev: AgentEvent): Rows | "reload" {
+  switch (ev.event) {
+    case "snapshot":
+    case "added":
+    case "changed":
+      return "reload";
+    case "removed": {
+      if (!rows.has(ev.name)) return rows;
+      const next = new Map(rows);
+      next.delete(ev.name);
+      return next;
+    }
+    case "state":
+    case "renewal_succeeded":
+    case "renewal_failed": {
+      const r = rows.get(ev.profile.name);
+      if (!r) return "reload";
+      return new Map(rows).set(r.name, { ...r, status: ev.profile });
+    }
+    case "renewal_started":
+    case "login":
+      return rows;
+  }
+}
+
+export type Outcome = { text: string; bad: boolean };
+
+export function describeTest(t: TestResult): Outcome {
+  const why = t.keyport_error ? ` (${t.keyport_error})` : "";
+  return { text: `${t.status}${why} · ${Math.round(t.ms)} ms`, bad: t.status >= 400 };
+}
