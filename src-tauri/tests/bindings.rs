@@ -20,6 +20,8 @@ fn export_all(dir: &Path) {
     export!(
         keyport_app::commands::profiles::ProfileRow,
         keyport_core::ProfileView,
+        keyport_app::commands::profiles::PresetInfo,
+        keyport_app::commands::profiles::Saved,
         keyport_app::commands::tokens::TestResult,
         keyport_app::commands::tokens::TokenDetails,
         keyport_app::commands::helper::Snippets,

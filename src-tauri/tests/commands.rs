@@ -188,6 +188,155 @@ fn commands_answer_from_the_embedded_agent_and_errors_have_one_shape() {
     let e = invoke(&w, "delete_profile", json!({"name": "jwt"})).unwrap_err();
     assert_eq!(e["kind"], "not_found", "{e}");
 
+    // The add form: presets with their field metadata, the seed services first.
+    let presets = invoke(&w, "presets", json!({})).expect("presets");
+    let services: Vec<&str> = presets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["service"].as_str().unwrap())
+        .collect();
+    let first_generic = services.iter().position(|s| *s == "generic").unwrap();
+    assert!(
+        services[first_generic..].iter().all(|s| *s == "generic"),
+        "{services:?}"
+    );
+    assert_eq!(services[0], "Improvado", "{services:?}");
+    let widget = presets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "airbyte-widget")
+        .unwrap();
+    let parent = widget["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "parent")
+        .unwrap();
+    assert_eq!(parent["kind"], "profile");
+    assert_eq!(parent["parent_presets"], json!(["airbyte-operator"]));
+    assert!(widget["seed"].as_str().unwrap().starts_with("004_"));
+    let save_of = |name: &str| {
+        presets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["save"]
+            .clone()
+    };
+    assert_eq!(save_of("improvado"), "fetch");
+    assert_eq!(save_of("4insight-user"), "login");
+    assert_eq!(save_of("patchworks-api-key"), "static");
+
+    // Checks give the core's message and the field it is about; nothing is saved.
+    let e = invoke(
+        &w,
+        "check_profile",
+        json!({"form": {"name": "pl", "preset": "patchworks-login",
+            "settings": {"base_url": "http://pw.example.com", "username": "u"},
+            "secrets": {"password": "pw-secret-31"}}}),
+    )
+    .unwrap_err();
+    assert_eq!(e["kind"], "invalid", "{e}");
+    assert_eq!(e["field"], "base_url", "{e}");
+    let e = invoke(
+        &w,
+        "check_profile",
+        json!({"form": {"name": "Not A Name", "preset": "patchworks-login"}}),
+    )
+    .unwrap_err();
+    assert_eq!(e["field"], "name", "{e}");
+    // An empty secret is one not typed in.
+    let e = invoke(
+        &w,
+        "check_profile",
+        json!({"form": {"name": "pl", "preset": "patchworks-login",
+            "settings": {"username": "u"}, "secrets": {"password": ""}}}),
+    )
+    .unwrap_err();
+    assert_eq!(e["field"], "password", "{e}");
+    invoke(
+        &w,
+        "check_profile",
+        json!({"form": {"name": "pl", "preset": "patchworks-login",
+            "settings": {"username": "u"}, "secrets": {"password": "x"}}}),
+    )
+    .expect("a complete form checks");
+
+    // Saving a token profile runs one token call: here its endpoint is down, so the
+    // profile is saved and the call's failure is said.
+    let saved = invoke(
+        &w,
+        "add_profile",
+        json!({"form": {"name": "pl", "preset": "patchworks-login",
+            "settings": {"base_url": "http://127.0.0.1:9", "username": "u"},
+            "secrets": {"password": "pw-secret-31"}}}),
+    )
+    .expect("add_profile");
+    assert_eq!(saved["name"], "pl");
+    assert_eq!(saved["fetch_error"]["kind"], "unavailable", "{saved}");
+    assert_eq!(saved["needs_login"], false);
+    let v = invoke(&w, "show_profile", json!({"name": "pl"})).unwrap();
+    assert_eq!(v["secrets"], json!({"password": true}), "{v}");
+    assert_eq!(v["settings"]["username"], "u");
+    let on_disk = std::fs::read_to_string(config.join(keyport_core::config::FILE_NAME)).unwrap();
+    assert!(on_disk.contains("[profiles.pl]") && !on_disk.contains("pw-secret-31"));
+    let e = invoke(
+        &w,
+        "add_profile",
+        json!({"form": {"name": "pl", "preset": "patchworks-api-key", "secrets": {"api_key": "x"}}}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e["kind"].as_str(), e["field"].as_str()),
+        (Some("exists"), Some("name"))
+    );
+    // A static profile is valid at once.
+    let saved = invoke(
+        &w,
+        "add_profile",
+        json!({"form": {"name": "pk", "preset": "patchworks-api-key", "secrets": {"api_key": "pk-9"}}}),
+    )
+    .expect("add a static profile");
+    assert_eq!(saved["status"]["state"], "valid", "{saved}");
+    assert_eq!(saved["fetch_error"], Value::Null);
+
+    // Edit: settings change together, an empty secret keeps its value, and a bad value
+    // refuses the whole edit.
+    let e = invoke(
+        &w,
+        "edit_profile",
+        json!({"form": {"name": "pl", "preset": "patchworks-login",
+            "settings": {"base_url": "ftp://x", "username": "u2"}}}),
+    )
+    .unwrap_err();
+    assert_eq!(e["field"], "base_url", "{e}");
+    assert_eq!(
+        invoke(&w, "show_profile", json!({"name": "pl"})).unwrap()["settings"]["username"],
+        "u"
+    );
+    let saved = invoke(
+        &w,
+        "edit_profile",
+        json!({"form": {"name": "pl", "preset": "patchworks-login",
+            "settings": {"base_url": "http://127.0.0.1:9", "username": "u2"},
+            "secrets": {"password": ""}}}),
+    )
+    .expect("edit_profile");
+    assert_eq!(saved["name"], "pl");
+    let v = invoke(&w, "show_profile", json!({"name": "pl"})).unwrap();
+    assert_eq!(v["settings"]["username"], "u2");
+    assert_eq!(v["secrets"], json!({"password": true}), "{v}");
+    let e = invoke(
+        &w,
+        "edit_profile",
+        json!({"form": {"name": "pl", "preset": "patchworks-api-key"}}),
+    )
+    .unwrap_err();
+    assert_eq!(e["field"], "preset", "{e}");
+
     // The helper listens on loopback, on the port asked for (any free one here).
     let helper = invoke(&w, "helper_info", json!({})).expect("helper_info");
     let port = helper["port"].as_u64().expect("a port");

@@ -6,7 +6,9 @@ import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 import type { AgentEvent } from "./bindings/AgentEvent";
 import type { ErrorInfo } from "./bindings/ErrorInfo";
 import type { HelperInfo } from "./bindings/HelperInfo";
+import type { PresetInfo } from "./bindings/PresetInfo";
 import type { ProfileRow } from "./bindings/ProfileRow";
+import type { Saved } from "./bindings/Saved";
 import type { ProfileStatus } from "./bindings/ProfileStatus";
 import type { ProfileView } from "./bindings/ProfileView";
 import type { Snippets } from "./bindings/Snippets";
@@ -17,12 +19,24 @@ export const api = {
   listProfiles: () => invoke<ProfileRow[]>("list_profiles"),
   showProfile: (name: string) => invoke<ProfileView>("show_profile", { name }),
   deleteProfile: (name: string) => invoke<null>("delete_profile", { name }),
+  presets: () => invoke<PresetInfo[]>("presets"),
+  checkProfile: (form: ProfileForm) => invoke<null>("check_profile", { form }),
+  addProfile: (form: ProfileForm) => invoke<Saved>("add_profile", { form }),
+  editProfile: (form: ProfileForm) => invoke<Saved>("edit_profile", { form }),
   renew: (name: string) => invoke<ProfileStatus>("renew", { name }),
   testProfile: (name: string, path: string | null) =>
     invoke<TestResult>("test_profile", { name, path }),
   inspectToken: (name: string) => invoke<TokenDetails>("inspect_token", { name }),
   helperInfo: () => invoke<HelperInfo>("helper_info"),
   snippets: (name: string) => invoke<Snippets>("snippets", { name }),
+};
+
+/** What the add / edit form sends (src-tauri's `ProfileForm`): empty values left out. */
+export type ProfileForm = {
+  name: string;
+  preset: string;
+  settings: Record<string, string>;
+  secrets: Record<string, string>;
 };
 
 /** The page events the app emits (src-tauri/src/lib.rs). */
@@ -35,6 +49,12 @@ export function onAgentEvent(f: (ev: AgentEvent) => void): Promise<UnlistenFn> {
 
 export function onAgentError(f: (e: ErrorInfo) => void): Promise<UnlistenFn> {
   return listen<ErrorInfo>(AGENT_ERROR_EVENT, (e) => f(e.payload));
+}
+
+/** The field a failed command's error is about (the core's `Error::field`), if any. */
+export function errorField(e: unknown): string | null {
+  if (e && typeof e === "object" && "field" in e && typeof e.field === "string") return e.field;
+  return null;
 }
 
 /** The one line to show for a failed command: the app's `{kind, message}`, or anything else. */

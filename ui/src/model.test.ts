@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ProfileRow } from "./bindings/ProfileRow";
 import { row, status } from "./test/fixtures";
-import { apply, countdown, describeTest, groups, ordered, worst, type Rows } from "./model";
+import { apply, countdown, describeSaved, describeTest, groups, ordered, worst, type Rows } from "./model";
 
 const rows = (...r: ProfileRow[]): Rows => new Map(r.map((x) => [x.name, x]));
 
@@ -88,5 +88,18 @@ describe("describeTest", () => {
       text: "503 (login_required) · 3 ms",
       bad: true,
     });
+  });
+});
+
+describe("describeSaved", () => {
+  it("says the first token call's failure, a login to do, or the state", () => {
+    expect(describeSaved({ name: "p", status: null, needs_login: false, fetch_error: { kind: "rejected", message: "wrong password" } })).toEqual({
+      text: "Saved, but the first token call failed: wrong password",
+      bad: true,
+    });
+    expect(describeSaved({ name: "p", status: status("p", "login_required"), needs_login: true, fetch_error: null }).text).toBe(
+      "Saved. Log in to get its first token: keyport login p",
+    );
+    expect(describeSaved({ name: "p", status: status("p", "valid"), needs_login: false, fetch_error: null })).toEqual({ text: "Saved: valid", bad: false });
   });
 });

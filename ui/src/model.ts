@@ -3,6 +3,7 @@
 import type { AgentEvent } from "./bindings/AgentEvent";
 import type { ProfileRow } from "./bindings/ProfileRow";
 import type { State } from "./bindings/State";
+import type { Saved } from "./bindings/Saved";
 import type { TestResult } from "./bindings/TestResult";
 
 export const STATE_LABELS: Record<State, string> = {
@@ -105,6 +106,14 @@ export function apply(rows: Rows, ev: AgentEvent): Rows | "reload" {
 }
 
 export type Outcome = { text: string; bad: boolean };
+
+/** What saving a profile did, in a line for its detail. */
+export function describeSaved(s: Saved): Outcome {
+  if (s.fetch_error) return { text: `Saved, but the first token call failed: ${s.fetch_error.message}`, bad: true };
+  if (s.needs_login) return { text: `Saved. Log in to get its first token: keyport login ${s.name}`, bad: false };
+  const state = s.status?.state;
+  return { text: state ? `Saved: ${STATE_LABELS[state]}` : "Saved", bad: state === "error" || state === "expired" };
+}
 
 export function describeTest(t: TestResult): Outcome {
   const why = t.keyport_error ? ` (${t.keyport_error})` : "";

@@ -253,6 +253,20 @@ impl std::fmt::Display for ErrorKind {
 
 impl Error {
     /// This error's kind. Exhaustive on purpose: a new variant must be classified here.
+    /// The field of a profile this error is about: a preset field, or `name` for the
+    /// profile's own name (no preset has a field called `name`).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::UnknownField { field, .. }
+            | Error::SecretOnCommandLine { field }
+            | Error::NotASecret { field, .. }
+            | Error::MissingField { field, .. }
+            | Error::InvalidValue { field, .. } => Some(field),
+            Error::InvalidName(_) | Error::ProfileExists(_) => Some("name"),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Config { .. } => ErrorKind::Config,
@@ -306,6 +320,21 @@ impl Error {
 pub struct ErrorInfo {
     pub kind: ErrorKind,
     pub message: String,
+    /// The field the error is about, when it is about one ([`Error::field`]): the app's
+    /// forms show the message beside that input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub field: Option<String>,
+}
+
+impl ErrorInfo {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ErrorInfo {
+            kind,
+            message: message.into(),
+            field: None,
+        }
+    }
 }
 
 impl From<&Error> for ErrorInfo {
@@ -314,6 +343,7 @@ impl From<&Error> for ErrorInfo {
             kind: e.kind(),
             // where an error leaves the process (status, events, notifications, the app)
             message: inert(&e.to_string()),
+            field: e.field().map(str::to_string),
         }
     }
 }

@@ -285,6 +285,62 @@ impl Keyport {
     }
 }
 
+impl Keyport {
+    /// Changes several settings and secrets of `name` at once (the app's Edit form): all
+    /// are checked together and written in one config update, so a rule between two fields
+    /// never sees half a change; an empty setting value removes the setting (its default
+    /// applies again). A token obtained with the old settings or secrets is forgotten, as
+    /// with [`Keyport::set`] and [`Keyport::set_secret`]. Returns whether anything changed.
+    pub fn edit(
+        &self,
+        name: &str,
+        settings: &[(String, String)],
+        secrets: SecretBundle,
+    ) -> Result<bool> {
+        let new_fields: BTreeSet<String> = secrets.fields().map(str::to_string).collect();
+        self.config.update(|cfg| {
+            let prof = cfg.get(name)?.clone();
+            let preset = preset::get(&prof.preset)?;
+            let mut changed = prof.clone();
+            for (k, v) in settings {
+                changed.apply_setting(preset, k, v)?;
+            }
+            let all_secrets: BTreeSet<String> = prof.secrets.union(&new_fields).cloned().collect();
+            changed.validate(preset, &all_secrets)?;
+            let mut all = cfg.profiles.clone();
+            all.insert(name.to_string(), changed.clone());
+            profile::check_parent(name, &changed, preset, &all)?;
+            let mut wrote = false;
+            if !secrets.is_empty() {
+                let n = name.to_string();
+                let (w, fields) = self.keychain.call(move |s| {
+                    let mut bundle = SecretBundle::load(s, &n)?;
+                    for (f, v) in secrets.into_entries() {
+                        bundle.insert(f, v);
+                    }
+                    let w = bundle.save(s, &n)?;
+                    Ok((w, bundle.fields().map(str::to_string).collect()))
+                })?;
+                changed.secrets = fields;
+                wrote = w;
+                if wrote {
+                    changed.new_secrets_rev();
+                }
+            }
+            let token_changed = changed.token_fingerprint() != prof.token_fingerprint();
+            let any = wrote
+                || changed.settings != prof.settings
+                || changed.extra_headers != prof.extra_headers;
+            cfg.profiles.insert(name.to_string(), changed);
+            if token_changed {
+                let kids: Vec<String> = children(cfg, name).into_iter().map(String::from).collect();
+                self.forget_tokens(std::iter::once(name).chain(kids.iter().map(String::as_str)))?;
+            }
+            Ok(any)
+        })
+    }
+}
+
 /// Profiles whose `parent` is `name`.
 fn children<'a>(cfg: &'a Config, name: &'a str) -> Vec<&'a str> {
     cfg.profiles
@@ -364,5 +420,76 @@ mod tests {
             .call(|s| SecretBundle::load(s, "erp"))
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn edit_checks_everything_together_and_writes_once() {
+        let (_d, k) = kp();
+        let sets = vec![
+            ("base_url".to_string(), "https://erp.example".to_string()),
+            ("api_key".into(), "k".into()),
+        ];
+        let given: BTreeSet<String> = ["api_secret".to_string()].into();
+        let draft = k.draft("erp", "frappe-token", &sets, &given).unwrap();
+        k.add("erp", draft, secrets(&[("api_secret", "s")]))
+            .unwrap();
+
+        // One bad value refuses the whole edit: nothing else changes either.
+        let e = k
+            .edit(
+                "erp",
+                &[
+                    ("api_key".into(), "k2".into()),
+                    ("base_url".into(), "http://erp.example".into()),
+                ],
+                secrets(&[("api_secret", "s2")]),
+            )
+            .unwrap_err();
+        assert_eq!(e.field(), Some("base_url"), "{e}");
+        assert_eq!(
+            crate::ErrorInfo::from(&e).field.as_deref(),
+            Some("base_url")
+        );
+        assert_eq!(cred(&k, "erp").main_value().expose(), "token k:s");
+
+        // Settings and a secret at once; an empty value removes an optional setting.
+        k.set("erp", "authorization_source", "Event Consumer")
+            .unwrap();
+        assert!(k
+            .edit(
+                "erp",
+                &[
+                    ("api_key".into(), "k2".into()),
+                    ("authorization_source".into(), String::new()),
+                ],
+                secrets(&[("api_secret", "s2")]),
+            )
+            .unwrap());
+        let c = cred(&k, "erp");
+        assert_eq!(c.main_value().expose(), "token k2:s2");
+        assert_eq!(c.headers.len(), 1, "authorization_source removed");
+        // The same values again change nothing.
+        assert!(!k
+            .edit(
+                "erp",
+                &[("api_key".into(), "k2".into())],
+                SecretBundle::default()
+            )
+            .unwrap());
+        // A field that is not a secret cannot be typed in as one.
+        let e = k
+            .edit("erp", &[], secrets(&[("base_url", "x")]))
+            .unwrap_err();
+        assert_eq!(e.field(), Some("base_url"), "{e}");
+    }
+
+    #[test]
+    fn name_errors_are_about_the_name_field() {
+        let (_d, k) = kp();
+        let none = BTreeSet::new();
+        let e = k.draft("Bad Name", "bearer", &[], &none).unwrap_err();
+        assert_eq!(e.field(), Some("name"));
+        let e = k.draft("ok", "bearer", &[], &none).unwrap_err();
+        assert_eq!(e.field(), Some("token"), "{e}");
     }
 }

@@ -62,11 +62,12 @@ pub async fn snippets(state: State<'_, AppState>, name: String) -> Result<Snippe
         .and_then(|p| p.test_path.clone())
         .unwrap_or_default();
     let info = helper_info(state).await?;
-    let base = info.url.ok_or_else(|| UiError {
-        kind: ErrorKind::Unavailable,
-        message: info
-            .error
-            .unwrap_or_else(|| "the helper does not listen on TCP".into()),
+    let base = info.url.ok_or_else(|| {
+        UiError::new(
+            ErrorKind::Unavailable,
+            info.error
+                .unwrap_or_else(|| "the helper does not listen on TCP".into()),
+        )
     })?;
     Ok(snippets_for(&format!("{base}/{name}/{test_path}")))
 }

@@ -40,10 +40,7 @@ pub struct TestResult {
 }
 
 fn unavailable(message: String) -> UiError {
-    UiError {
-        kind: ErrorKind::Unavailable,
-        message,
-    }
+    UiError::new(ErrorKind::Unavailable, message)
 }
 
 /// One GET of `path` (default: the API base URL itself) of `name` through the helper,

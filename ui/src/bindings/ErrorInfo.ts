@@ -5,4 +5,9 @@ import type { ErrorKind } from "./ErrorKind";
  * An error as it crosses a boundary (the control channel, the app's IPC, live events):
  * its kind and its one line.
  */
-export type ErrorInfo = { kind: ErrorKind, message: string, };
+export type ErrorInfo = { kind: ErrorKind, message: string, 
+/**
+ * The field the error is about, when it is about one ([`Error::field`]): the app's
+ * forms show the message beside that input.
+ */
+field?: string, };

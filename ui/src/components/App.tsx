@@ -4,10 +4,16 @@
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { api, message, onAgentError, onAgentEvent } from "../api";
 import type { HelperInfo } from "../bindings/HelperInfo";
-import { apply, ordered, type Rows } from "../model";
+import type { ProfileRow } from "../bindings/ProfileRow";
+import type { Saved } from "../bindings/Saved";
+import { apply, describeSaved, ordered, type Outcome, type Rows } from "../model";
 import { HelperLine } from "./HelperLine";
 import { ProfileDetail } from "./ProfileDetail";
+import { ProfileEditor } from "./ProfileEditor";
 import { ProfileList } from "./ProfileList";
+
+/** What the right-hand pane shows. */
+type Mode = { kind: "view" } | { kind: "add" } | { kind: "edit"; row: ProfileRow };
 
 export function App() {
   const [rows, setRows] = useState<Rows>(new Map());
@@ -18,6 +24,9 @@ export function App() {
   const [loaded, setLoaded] = useState(false);
   // Bumped on each reload of the config's view, so the detail reads its settings again.
   const [configRev, setConfigRev] = useState(0);
+  const [mode, setMode] = useState<Mode>({ kind: "view" });
+  /** A save's outcome, shown in the saved profile's detail. */
+  const [notice, setNotice] = useState<{ name: string; outcome: Outcome } | null>(null);
 
   const show = useCallback((next: Rows) => {
     rowsRef.current = next;
@@ -90,6 +99,16 @@ export function App() {
   }, [loaded]);
 
   const row = current !== null ? rows.get(current) : undefined;
+  const onSaved = async (s: Saved) => {
+    await reload();
+    setSelected(s.name);
+    setNotice({ name: s.name, outcome: describeSaved(s) });
+    setMode({ kind: "view" });
+  };
+  const select = (name: string) => {
+    setSelected(name);
+    setMode({ kind: "view" });
+  };
   return (
     <div class="shell">
       <header class="top">
@@ -98,6 +117,15 @@ export function App() {
           {rows.size === 1 ? "1 profile" : `${rows.size} profiles`}
         </span>
         <HelperLine info={helper} />
+        <button
+          type="button"
+          class="primary"
+          data-action="add"
+          aria-pressed={mode.kind === "add"}
+          onClick={() => setMode({ kind: "add" })}
+        >
+          Add profile
+        </button>
       </header>
       {error && (
         <p id="error" class="banner bad" role="alert">
@@ -105,22 +133,33 @@ export function App() {
         </p>
       )}
       <div class="panes">
-        <ProfileList rows={rows} selected={current} onSelect={setSelected} />
+        <ProfileList rows={rows} selected={mode.kind === "add" ? null : current} onSelect={select} />
         <main class="detail-pane">
-          {row ? (
+          {mode.kind !== "view" ? (
+            <ProfileEditor
+              key={mode.kind === "edit" ? `edit:${mode.row.name}` : "add"}
+              editing={mode.kind === "edit" ? mode.row : null}
+              profiles={[...rows.values()]}
+              onSaved={(s) => void onSaved(s)}
+              onCancel={() => setMode({ kind: "view" })}
+            />
+          ) : row ? (
             <ProfileDetail
               key={row.name}
               row={row}
               configRev={configRev}
+              notice={notice?.name === row.name ? notice.outcome : null}
+              onEdit={() => setMode({ kind: "edit", row })}
               onGone={() => void reload()}
             />
           ) : (
             loaded && (
               <div id="empty" class="empty">
                 <h2>No profiles yet</h2>
-                <p>
-                  Add one with <code>keyport profile add NAME --preset PRESET</code>.
-                </p>
+                <p>A profile holds one service account: how it signs in, and where its secrets are kept.</p>
+                <button type="button" class="primary" onClick={() => setMode({ kind: "add" })}>
+                  Add a profile
+                </button>
               </div>
             )
           )}

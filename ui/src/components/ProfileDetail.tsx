@@ -13,14 +13,21 @@ import { DeleteButton } from "./DeleteButton";
 import { Inspector } from "./Inspector";
 import { UseSnippets } from "./UseSnippets";
 
-type Props = { row: ProfileRow; configRev: number; onGone: () => void };
+type Props = {
+  row: ProfileRow;
+  configRev: number;
+  /** What just happened to it (a save), shown as the first outcome. */
+  notice?: Outcome | null;
+  onEdit: () => void;
+  onGone: () => void;
+};
 
-export function ProfileDetail({ row, configRev, onGone }: Props) {
+export function ProfileDetail({ row, configRev, notice, onEdit, onGone }: Props) {
   const name = row.name;
   const st = row.status;
   const [view, setView] = useState<ProfileView | null>(null);
   const [viewError, setViewError] = useState<string | null>(null);
-  const [outcome, setOutcome] = useState<Outcome | null>(null);
+  const [outcome, setOutcome] = useState<Outcome | null>(notice ?? null);
   const [busy, setBusy] = useState<string | null>(null);
   const [token, setToken] = useState<TokenDetails | { error: string } | null>(null);
   const now = useNow(Boolean(st?.next_refresh_at || st?.last_refresh_at));
@@ -83,6 +90,9 @@ export function ProfileDetail({ row, configRev, onGone }: Props) {
         </button>
         <button type="button" data-action="inspect" disabled={busy !== null} onClick={inspect} aria-label={`Inspect the token of ${name}`}>
           Inspect token
+        </button>
+        <button type="button" data-action="edit" disabled={busy !== null} onClick={onEdit} aria-label={`Edit ${name}`}>
+          Edit
         </button>
         <DeleteButton name={name} onDelete={remove} />
         <span class={`outcome${outcome?.bad ? " bad" : ""}`} role="status">

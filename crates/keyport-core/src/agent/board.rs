@@ -300,10 +300,7 @@ mod tests {
             "min_valid is capped at half the lifetime"
         );
         // a refusal: the unexpired token is still served, an expired one is not
-        let no = ErrorInfo {
-            kind: crate::error::ErrorKind::Rejected,
-            message: "wrong password".into(),
-        };
+        let no = ErrorInfo::new(crate::error::ErrorKind::Rejected, "wrong password");
         slot.publish(slot.served(), Some(no.clone()));
         assert!(matches!(
             b.lookup("p", 30, T0 + time::Duration::seconds(590)),

@@ -295,7 +295,7 @@ mod unix {
 
     fn error(kind: ErrorKind, message: String) -> Response {
         Response::Error {
-            error: ErrorInfo { kind, message },
+            error: ErrorInfo::new(kind, message),
         }
     }
 

@@ -432,10 +432,11 @@ impl Core {
         }
         let backing_off = e.state == State::Error && e.next_refresh_at.is_some_and(|r| r > now);
         if e.blocked || backing_off {
-            return Some(e.last_error.clone().unwrap_or_else(|| ErrorInfo {
-                kind: crate::ErrorKind::Internal,
-                message: "renewal failed".into(),
-            }));
+            return Some(
+                e.last_error.clone().unwrap_or_else(|| {
+                    ErrorInfo::new(crate::ErrorKind::Internal, "renewal failed")
+                }),
+            );
         }
         if e.state == State::LoginRequired && e.kind == Kind::Interactive {
             return Some(ErrorInfo::from(&Error::LoginRequired {

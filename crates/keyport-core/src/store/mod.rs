@@ -391,6 +391,9 @@ impl SecretBundle {
     pub fn fields(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
     }
+    pub fn into_entries(self) -> impl Iterator<Item = (String, Secret)> {
+        self.0.into_iter()
+    }
 
     /// Reads a profile's bundle; an absent item is an empty bundle.
     pub fn load(store: &dyn SecretStore, profile: &str) -> Result<Self, KeychainError> {
