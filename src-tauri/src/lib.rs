@@ -12,8 +12,8 @@
 //!
 //! The CLI talks to the app's agent exactly as to `keyport agent` (the control socket), so
 //! a change made with the CLI reaches the window through the same subscription. Left out
-//! for now (issue 10, later steps): editing profiles, logins and the helper's keys in the
-//! window, settings and autostart.
+//! for now (issue 10, later steps): the helper's keys and access log in the window,
+//! settings and autostart.
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
@@ -39,6 +39,7 @@ pub const AGENT_ERROR_EVENT: &str = "agent-error";
 pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
     builder
         .manage(state)
+        .manage(commands::logins::LoginPages::default())
         .invoke_handler(tauri::generate_handler![
             commands::profiles::list_profiles,
             commands::profiles::show_profile,
@@ -50,6 +51,9 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             commands::tokens::renew,
             commands::tokens::test_profile,
             commands::tokens::inspect_token,
+            commands::logins::login,
+            commands::logins::cancel_login,
+            commands::logins::open_login_page,
             commands::helper::helper_info,
             commands::helper::snippets,
         ])

@@ -54,11 +54,17 @@ impl Drop for Driver {
 
 impl Driver {
     fn start(kp: &Keyport, helper_port: u16) -> Self {
+        Self::start_with(kp, helper_port, &[])
+    }
+
+    /// With more environment for the app (`BROWSER`, say).
+    fn start_with(kp: &Keyport, helper_port: u16, env: &[(&str, &str)]) -> Self {
         let (port, native) = (free_port(), free_port());
         let mut cmd = Command::new(tauri_driver());
         // (passed on to WebKitWebDriver and the app it starts)
         kp.env(&mut cmd)
-            .env("KEYPORT_HELPER_PORT", helper_port.to_string());
+            .env("KEYPORT_HELPER_PORT", helper_port.to_string())
+            .envs(env.iter().copied());
         let child = cmd
             .args([
                 "--port",
@@ -141,7 +147,12 @@ impl Driver {
     }
 
     /// The WebDriver reference of the element `css` selects.
+    /// Waits for it to be there first.
     fn element(&self, css: &str) -> String {
+        self.wait_for(&format!(
+            "return document.querySelector({}) !== null",
+            json!(css)
+        ));
         let s = self.session.as_ref().unwrap();
         let v = self.post(
             &format!("/session/{s}/element"),
@@ -739,5 +750,119 @@ fn an_improvado_profile_added_through_the_form_gets_a_token_and_a_countdown() {
         d.text("#detail dd[data-field='setting:workspace_id']"),
         json!("43")
     );
+    drop(d);
+}
+
+#[test]
+#[ignore = "needs the app binary and tauri-driver: run ./scripts/test.sh, or cargo test -- --include-ignored"]
+fn logins_in_the_window_through_the_browser_and_the_device_flow() {
+    require_session();
+    let _turn = one_app();
+    let app = bin("keyport-app");
+    let kp = Keyport::new();
+    // The real OpenID provider, and a scripted browser (as BROWSER) that logs in on its
+    // pages the way a person would.
+    let idp = keyport_system_tests::oidc::Oidc::start(60);
+    let browser_log = tempfile::NamedTempFile::new().unwrap();
+    let log_path = browser_log.path().to_str().unwrap().to_string();
+    let fake_browser = keyport_system_tests::oidc::fake_browser();
+    let device = unique("gui-device");
+    idp.add_native_profile(&kp, &device, "oauth2-device");
+    let web = unique("gui-web");
+
+    let mut d = Driver::start_with(
+        &kp,
+        0,
+        &[
+            ("BROWSER", fake_browser.to_str().unwrap()),
+            ("FAKE_BROWSER_MODE", "approve"),
+            ("FAKE_BROWSER_LOG", &log_path),
+        ],
+    );
+    d.open(&app);
+    d.wait_for("return document.body.dataset.loaded === 'true'");
+
+    // Add a browser-login profile through the form: it offers to log in right away.
+    d.click("button[data-action='add']");
+    d.click(".card[data-preset='oauth2-auth-code']");
+    d.wait_for("return document.querySelector('form[data-preset=\"oauth2-auth-code\"]') !== null");
+    d.type_into("#f-name", &web);
+    d.type_into("#f-issuer", &idp.issuer);
+    d.type_into("#f-client_id", "keyport-native");
+    d.type_into("#f-scopes", "openid offline_access api");
+    d.click("button[data-action='save']");
+    d.wait_for(&format!(
+        "return document.getElementById('detail')?.dataset.profile === '{web}'"
+    ));
+    assert_eq!(
+        d.text("#detail .outcome"),
+        json!("Saved. Log in to get its first token.")
+    );
+    assert_eq!(
+        d.text("#detail button[data-action='login']"),
+        json!("Log in")
+    );
+
+    // The browser flow: the app opens the login page, the person logs in there, the window
+    // follows the steps and ends valid.
+    d.act("login");
+    d.wait_for("return document.getElementById('login')?.dataset.phase === 'succeeded'");
+    d.wait_for(&format!(
+        "return document.querySelector('#profiles li[data-profile=\"{web}\"]').dataset.state === 'valid'"
+    ));
+    assert_eq!(d.text("#detail .outcome"), json!("logged in: valid"));
+    let token = kp.run(&["token", &web]).ok().stdout;
+    assert_eq!(idp.userinfo(token.trim()), 200);
+    let visited = std::fs::read_to_string(&log_path).unwrap();
+    assert!(visited.contains("/auth?"), "{visited}");
+
+    // The device flow: the code and the page are shown in the window; "Open the page"
+    // opens it in the browser, where the person approves.
+    d.select(&device);
+    d.act("login");
+    d.wait_for("return document.getElementById('login')?.dataset.phase === 'device'");
+    let code = d.text("#login [data-field='user_code']");
+    let code = code.as_str().unwrap().to_string();
+    let uri = d.text("#login [data-field='verification_uri']");
+    assert!(
+        uri.as_str().unwrap().starts_with(&idp.issuer),
+        "{uri} is the provider's"
+    );
+    assert!(!code.is_empty());
+    d.screenshot("device-login.png");
+    let before = std::fs::read_to_string(&log_path).unwrap().len();
+    d.click("#login button[data-action='open-page']");
+    d.wait_for("return document.getElementById('login')?.dataset.phase === 'succeeded'");
+    let visited = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        visited[before..].contains("/device"),
+        "the browser opened the verification page: {visited}"
+    );
+    let token = kp.run(&["token", &device]).ok().stdout;
+    assert_eq!(idp.userinfo(token.trim()), 200);
+
+    // Cancel: a second login of the device profile, cancelled from the window, leaves the
+    // session it has.
+    assert_eq!(
+        d.text("#detail button[data-action='login']"),
+        json!("Log in again")
+    );
+    d.act("login");
+    d.wait_for("return document.getElementById('login')?.dataset.phase === 'device'");
+    d.click("#login button[data-action='cancel-login']");
+    d.wait_for("return document.getElementById('login')?.dataset.phase === 'failed'");
+    assert!(d
+        .text("#login")
+        .as_str()
+        .unwrap()
+        .contains("Login cancelled."));
+    assert_eq!(
+        d.script(&format!(
+            "return document.querySelector('#profiles li[data-profile=\"{device}\"]').dataset.state"
+        )),
+        json!("valid")
+    );
+    let token = kp.run(&["token", &device]).ok().stdout;
+    assert_eq!(idp.userinfo(token.trim()), 200);
     drop(d);
 }

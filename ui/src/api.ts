@@ -27,6 +27,9 @@ export const api = {
   testProfile: (name: string, path: string | null) =>
     invoke<TestResult>("test_profile", { name, path }),
   inspectToken: (name: string) => invoke<TokenDetails>("inspect_token", { name }),
+  login: (name: string, force: boolean) => invoke<ProfileStatus>("login", { name, force }),
+  cancelLogin: (name: string) => invoke<null>("cancel_login", { name }),
+  openLoginPage: (name: string) => invoke<null>("open_login_page", { name }),
   helperInfo: () => invoke<HelperInfo>("helper_info"),
   snippets: (name: string) => invoke<Snippets>("snippets", { name }),
 };

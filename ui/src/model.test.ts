@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ProfileRow } from "./bindings/ProfileRow";
 import { row, status } from "./test/fixtures";
-import { apply, countdown, describeSaved, describeTest, groups, ordered, worst, type Rows } from "./model";
+import { apply, countdown, describeSaved, describeTest, isInteractive, loginRunning, loginStep, groups, ordered, worst, type Rows } from "./model";
 
 const rows = (...r: ProfileRow[]): Rows => new Map(r.map((x) => [x.name, x]));
 
@@ -98,8 +98,51 @@ describe("describeSaved", () => {
       bad: true,
     });
     expect(describeSaved({ name: "p", status: status("p", "login_required"), needs_login: true, fetch_error: null }).text).toBe(
-      "Saved. Log in to get its first token: keyport login p",
+      "Saved. Log in to get its first token.",
     );
     expect(describeSaved({ name: "p", status: status("p", "valid"), needs_login: false, fetch_error: null })).toEqual({ text: "Saved: valid", bad: false });
+  });
+});
+
+describe("loginStep", () => {
+  const now = 1_000_000;
+  it("keeps the device code while waiting, then says the outcome", () => {
+    let v = loginStep(undefined, {
+      step: "device_code",
+      verification_uri: "http://idp/device",
+      user_code: "WDJB-MJHT",
+      verification_uri_complete: "http://idp/device?user_code=WDJB-MJHT",
+      open: "http://127.0.0.1:5/o/x",
+    }, now);
+    v = loginStep(v, { step: "waiting", timeout_secs: 300 }, now);
+    expect(v.phase).toBe("device");
+    expect(v.device?.code).toBe("WDJB-MJHT");
+    expect(v.until).toBe(now + 300_000);
+    expect(loginRunning(v)).toBe(true);
+    v = loginStep(v, { step: "exchanging" }, now);
+    expect(v.phase).toBe("exchanging");
+    v = loginStep(v, { step: "succeeded", expires_at: "2026-12-03T13:00:00Z" }, now);
+    expect(v).toEqual({ phase: "succeeded", expiresAt: "2026-12-03T13:00:00Z" });
+    expect(loginRunning(v)).toBe(false);
+  });
+  it("keeps the browser's address while waiting, and a new login starts afresh", () => {
+    let v = loginStep(undefined, { step: "open_url", url: "http://idp/auth?x", open: "http://127.0.0.1:5/o/y" }, now);
+    v = loginStep(v, { step: "waiting", timeout_secs: 60 }, now);
+    expect([v.phase, v.url]).toEqual(["browser", "http://idp/auth?x"]);
+    v = loginStep(v, { step: "failed", error: { kind: "cancelled", message: "cancelled" } }, now);
+    expect(v.phase).toBe("failed");
+    v = loginStep(v, { step: "waiting", timeout_secs: 60 }, now);
+    expect([v.phase, v.url]).toEqual(["waiting", undefined]);
+  });
+});
+
+describe("isInteractive", () => {
+  it("is the browser and device logins only", () => {
+    expect(["oauth2-auth-code", "oauth2-device", "oauth2-client-credentials", "login-endpoint"].map(isInteractive)).toEqual([
+      true,
+      true,
+      false,
+      false,
+    ]);
   });
 });

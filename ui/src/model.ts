@@ -3,6 +3,8 @@
 import type { AgentEvent } from "./bindings/AgentEvent";
 import type { ProfileRow } from "./bindings/ProfileRow";
 import type { State } from "./bindings/State";
+import type { ErrorInfo } from "./bindings/ErrorInfo";
+import type { LoginStep } from "./bindings/LoginStep";
 import type { Saved } from "./bindings/Saved";
 import type { TestResult } from "./bindings/TestResult";
 
@@ -107,10 +109,62 @@ export function apply(rows: Rows, ev: AgentEvent): Rows | "reload" {
 
 export type Outcome = { text: string; bad: boolean };
 
+/** The schemes whose token needs a person to log in (browser or device). */
+export function isInteractive(scheme: string): boolean {
+  return scheme === "oauth2-auth-code" || scheme === "oauth2-device";
+}
+
+/** A login as the window shows it, built from the agent's login steps. */
+export type LoginView = {
+  phase: "browser" | "device" | "waiting" | "exchanging" | "succeeded" | "failed" | "kept";
+  /** The browser flow's login page (to copy when no browser opened). */
+  url?: string;
+  device?: { uri: string; code: string; complete: string | null };
+  /** Until when the login waits for the person (ms since the epoch). */
+  until?: number;
+  expiresAt?: string | null;
+  error?: ErrorInfo;
+};
+
+/** Whether a login is still running (not succeeded, failed or kept). */
+export function loginRunning(v: LoginView | undefined): boolean {
+  return v !== undefined && !["succeeded", "failed", "kept"].includes(v.phase);
+}
+
+/** The login after `step`: what a step does not say is kept from before (the code stays
+ * shown while waiting). A new login starts afresh. */
+export function loginStep(prev: LoginView | undefined, step: LoginStep, now: number): LoginView {
+  const base: Partial<LoginView> = prev && loginRunning(prev) ? prev : {};
+  switch (step.step) {
+    case "open_url":
+      return { phase: "browser", url: step.url };
+    case "device_code":
+      return {
+        phase: "device",
+        device: { uri: step.verification_uri, code: step.user_code, complete: step.verification_uri_complete },
+      };
+    case "waiting":
+      // (the browser's address and the device code stay shown while waiting)
+      return {
+        ...base,
+        phase: base.phase === "device" || base.phase === "browser" ? base.phase : "waiting",
+        until: now + step.timeout_secs * 1000,
+      };
+    case "exchanging":
+      return { ...base, phase: "exchanging" };
+    case "already_logged_in":
+      return { phase: "kept" };
+    case "succeeded":
+      return { phase: "succeeded", expiresAt: step.expires_at };
+    case "failed":
+      return { phase: "failed", error: step.error };
+  }
+}
+
 /** What saving a profile did, in a line for its detail. */
 export function describeSaved(s: Saved): Outcome {
   if (s.fetch_error) return { text: `Saved, but the first token call failed: ${s.fetch_error.message}`, bad: true };
-  if (s.needs_login) return { text: `Saved. Log in to get its first token: keyport login ${s.name}`, bad: false };
+  if (s.needs_login) return { text: "Saved. Log in to get its first token.", bad: false };
   const state = s.status?.state;
   return { text: state ? `Saved: ${STATE_LABELS[state]}` : "Saved", bad: state === "error" || state === "expired" };
 }

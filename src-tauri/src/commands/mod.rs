@@ -4,5 +4,6 @@
 //! thread (a keychain call or a renewal waits on the agent, not on the window).
 
 pub mod helper;
+pub mod logins;
 pub mod profiles;
 pub mod tokens;

@@ -270,10 +270,12 @@ async fn after_save(state: &AppState, name: &str, save: SaveKind) -> Result<Save
     let status = agent.status().await?.into_iter().find(|s| s.name == name);
     Ok(Saved {
         name: name.to_string(),
+        // (just after saving its state may still say "refreshing": no session yet is
+        // what matters)
         needs_login: save == SaveKind::Login
-            && status
+            && !status
                 .as_ref()
-                .is_some_and(|s| s.state == keyport_core::agent::State::LoginRequired),
+                .is_some_and(|s| s.state == keyport_core::agent::State::Valid),
         status,
         fetch_error,
     })

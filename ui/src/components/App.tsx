@@ -6,7 +6,7 @@ import { api, message, onAgentError, onAgentEvent } from "../api";
 import type { HelperInfo } from "../bindings/HelperInfo";
 import type { ProfileRow } from "../bindings/ProfileRow";
 import type { Saved } from "../bindings/Saved";
-import { apply, describeSaved, ordered, type Outcome, type Rows } from "../model";
+import { apply, describeSaved, loginStep, ordered, type LoginView, type Outcome, type Rows } from "../model";
 import { HelperLine } from "./HelperLine";
 import { ProfileDetail } from "./ProfileDetail";
 import { ProfileEditor } from "./ProfileEditor";
@@ -25,6 +25,8 @@ export function App() {
   // Bumped on each reload of the config's view, so the detail reads its settings again.
   const [configRev, setConfigRev] = useState(0);
   const [mode, setMode] = useState<Mode>({ kind: "view" });
+  /** Each profile's latest login, from the agent's login steps. */
+  const [logins, setLogins] = useState<ReadonlyMap<string, LoginView>>(new Map());
   /** A save's outcome, shown in the saved profile's detail. */
   const [notice, setNotice] = useState<{ name: string; outcome: Outcome } | null>(null);
 
@@ -66,6 +68,10 @@ export function App() {
     (async () => {
       const subs = await Promise.all([
         onAgentEvent((ev) => {
+          if (ev.event === "login") {
+            const { name, step } = ev;
+            setLogins((m) => new Map(m).set(name, loginStep(m.get(name), step, Date.now())));
+          }
           const next = apply(rowsRef.current, ev);
           if (next === "reload") void reload();
           else if (next !== rowsRef.current) show(next);
@@ -149,6 +155,7 @@ export function App() {
               row={row}
               configRev={configRev}
               notice={notice?.name === row.name ? notice.outcome : null}
+              login={logins.get(row.name)}
               onEdit={() => setMode({ kind: "edit", row })}
               onGone={() => void reload()}
             />

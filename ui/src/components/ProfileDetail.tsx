@@ -6,7 +6,8 @@ import type { ProfileRow } from "../bindings/ProfileRow";
 import type { ProfileView } from "../bindings/ProfileView";
 import type { TokenDetails } from "../bindings/TokenDetails";
 import { useNow } from "../clock";
-import { describeTest, STATE_LABELS, when, type Outcome } from "../model";
+import { describeTest, isInteractive, loginRunning, STATE_LABELS, when, type LoginView, type Outcome } from "../model";
+import { LoginPanel } from "./LoginPanel";
 import { Badge } from "./Badge";
 import { Countdown } from "./Countdown";
 import { DeleteButton } from "./DeleteButton";
@@ -18,11 +19,13 @@ type Props = {
   configRev: number;
   /** What just happened to it (a save), shown as the first outcome. */
   notice?: Outcome | null;
+  /** Its latest login, if one ran since the window opened. */
+  login?: LoginView;
   onEdit: () => void;
   onGone: () => void;
 };
 
-export function ProfileDetail({ row, configRev, notice, onEdit, onGone }: Props) {
+export function ProfileDetail({ row, configRev, notice, login, onEdit, onGone }: Props) {
   const name = row.name;
   const st = row.status;
   const [view, setView] = useState<ProfileView | null>(null);
@@ -53,6 +56,22 @@ export function ProfileDetail({ row, configRev, notice, onEdit, onGone }: Props)
     return { text: `renewed: ${STATE_LABELS[s.state]}`, bad: s.state !== "valid" };
   });
   const test = act("test", async () => describeTest(await api.testProfile(name, row.test_path)));
+  const interactive = isInteractive(row.scheme);
+  const loggingIn = busy === "login" || loginRunning(login) || Boolean(st?.login_in_progress);
+  const logIn = async () => {
+    setBusy("login");
+    setOutcome(null);
+    try {
+      const s = await api.login(name, st?.state === "valid");
+      setOutcome({ text: `logged in: ${STATE_LABELS[s.state]}`, bad: s.state !== "valid" });
+    } catch (e) {
+      // (a cancelled or failed login is said in the login panel; anything else here)
+      const kind = (e as { kind?: string } | null)?.kind;
+      if (kind !== "cancelled" && kind !== "login_failed") setOutcome({ text: message(e), bad: true });
+    } finally {
+      setBusy(null);
+    }
+  };
   const inspect = async () => {
     setBusy("inspect");
     setToken(await api.inspectToken(name).catch((e) => ({ error: message(e) })));
@@ -76,13 +95,32 @@ export function ProfileDetail({ row, configRev, notice, onEdit, onGone }: Props)
         <Badge state={st?.state ?? null} />
         <Countdown at={st?.expires_at} />
       </header>
-      {st?.last_error && (
-        <p class="banner bad" data-field="last_error">
-          {st.last_error}
+      {st?.state === "login_required" && interactive ? (
+        // (the agent's own line names the CLI command; here the button is right below)
+        <p class="banner info" data-field="last_error">
+          Log in to get a token: there is no session yet, or it ended.
         </p>
+      ) : (
+        st?.last_error && (
+          <p class="banner bad" data-field="last_error">
+            {st.last_error}
+          </p>
+        )
       )}
       <div class="actions" role="group" aria-label={`Actions for ${name}`}>
-        <button type="button" data-action="renew" disabled={busy !== null} onClick={renew} aria-label={`Renew ${name} now`}>
+        {interactive && (
+          <button
+            type="button"
+            data-action="login"
+            class={st?.state === "valid" ? undefined : "primary"}
+            disabled={loggingIn}
+            onClick={logIn}
+            aria-label={`Log in to ${name}`}
+          >
+            {st?.state === "valid" ? "Log in again" : "Log in"}
+          </button>
+        )}
+        <button type="button" data-action="renew" class={interactive ? undefined : "primary"} disabled={busy !== null} onClick={renew} aria-label={`Renew ${name} now`}>
           Renew now
         </button>
         <button type="button" data-action="test" disabled={busy !== null} onClick={test} aria-label={`Test ${name} through the helper`}>
@@ -96,10 +134,11 @@ export function ProfileDetail({ row, configRev, notice, onEdit, onGone }: Props)
         </button>
         <DeleteButton name={name} onDelete={remove} />
         <span class={`outcome${outcome?.bad ? " bad" : ""}`} role="status">
-          {busy ? "…" : (outcome?.text ?? "")}
+          {busy && busy !== "login" ? "…" : (outcome?.text ?? "")}
         </span>
       </div>
 
+      {login && <LoginPanel name={name} view={login} />}
       {token && <Inspector name={name} details={token} />}
 
       <section aria-labelledby="facts-title">
