@@ -13,7 +13,7 @@ packages=(
   # run: a keychain and a session bus
   dbus dbus-x11 gnome-keyring libsecret-tools
   # tests: headless desktop session, notification sink, app window driver
-  xvfb xauth python3-dbus python3-gi webkit2gtk-driver at-spi2-core openssl
+  xvfb xauth python3-dbus python3-gi webkit2gtk-driver at-spi2-core openssl xclip
   # tests: the real clients of the loopback helper (curl, Python requests, HTTPie, git)
   curl git python3-requests httpie
 )

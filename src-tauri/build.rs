@@ -18,6 +18,13 @@ fn main() {
             "open_login_page",
             "helper_info",
             "snippets",
+            "helper_keys",
+            "copy_helper_key",
+            "rotate_helper_key",
+            "create_helper_key",
+            "revoke_helper_key",
+            "watch_access_log",
+            "unwatch_access_log",
         ]),
     ))
     .expect("tauri-build failed");

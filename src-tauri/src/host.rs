@@ -10,11 +10,14 @@
 //! elsewhere (`keyport agent` first, then the app): the app says which pid to stop.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use keyport_core::agent::{AgentConfig, AgentHandle, Host, HostOptions};
 use keyport_core::helper::{Helper, HelperOptions};
 use keyport_core::notify::{DesktopNotifier, Notifier, SilentNotifier};
 use keyport_core::{ErrorInfo, Keyport};
+
+use crate::clipboard::{Clipboard, Copier, SystemClipboard};
 
 /// An error as the page sees it: the core's kind (one classification for the agent, the
 /// CLI and the app) and its one line, serialized once as `{kind, message}`.
@@ -30,6 +33,10 @@ pub struct AppOptions {
     pub helper_port: Option<u16>,
     /// Build the tray icon (off on the mock runtime, which has no GTK for its menu).
     pub tray: bool,
+    /// Where copied secrets go (the desktop's clipboard; unit tests: an in-memory one).
+    pub clipboard: Arc<dyn Clipboard>,
+    /// A copied secret is cleared from the clipboard after this long, if still there.
+    pub clipboard_clear: Duration,
 }
 
 impl Default for AppOptions {
@@ -39,6 +46,8 @@ impl Default for AppOptions {
             helper: true,
             helper_port: None,
             tray: true,
+            clipboard: Arc::new(SystemClipboard::default()),
+            clipboard_clear: Duration::from_secs(45),
         }
     }
 }
@@ -56,6 +65,7 @@ pub struct AppState {
     hosted: tokio::sync::OnceCell<Result<Hosted, UiError>>,
     /// Taken by [`AppState::stop`].
     host: Mutex<Option<Host>>,
+    copier: Copier,
 }
 
 impl AppState {
@@ -63,6 +73,7 @@ impl AppState {
     pub fn new(kp: Result<Keyport, UiError>, opts: AppOptions) -> Self {
         AppState {
             kp: kp.map(Arc::new),
+            copier: Copier::new(opts.clipboard.clone(), opts.clipboard_clear),
             opts,
             hosted: tokio::sync::OnceCell::new(),
             host: Mutex::new(None),
@@ -71,6 +82,10 @@ impl AppState {
 
     pub fn options(&self) -> &AppOptions {
         &self.opts
+    }
+
+    pub fn copier(&self) -> &Copier {
+        &self.copier
     }
 
     pub fn keyport(&self) -> Result<&Arc<Keyport>, UiError> {
@@ -122,8 +137,10 @@ impl AppState {
         Ok(hosted)
     }
 
-    /// Stops the agent (it waits for renewals in flight) and frees the single-agent lock.
+    /// Stops the agent (it waits for renewals in flight) and frees the single-agent lock;
+    /// lets the clipboard go.
     pub async fn stop(&self) {
+        self.copier.close();
         let host = self.host.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(host) = host {
             host.stop().await;

@@ -12,11 +12,11 @@
 //!
 //! The CLI talks to the app's agent exactly as to `keyport agent` (the control socket), so
 //! a change made with the CLI reaches the window through the same subscription. Left out
-//! for now (issue 10, later steps): the helper's keys and access log in the window,
-//! settings and autostart.
+//! for now (issue 10, later steps): settings and autostart.
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+pub mod clipboard;
 pub mod commands;
 pub mod host;
 pub mod tray;
@@ -40,6 +40,7 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
     builder
         .manage(state)
         .manage(commands::logins::LoginPages::default())
+        .manage(commands::helper::LogWatch::default())
         .invoke_handler(tauri::generate_handler![
             commands::profiles::list_profiles,
             commands::profiles::show_profile,
@@ -56,6 +57,13 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             commands::logins::open_login_page,
             commands::helper::helper_info,
             commands::helper::snippets,
+            commands::helper::helper_keys,
+            commands::helper::copy_helper_key,
+            commands::helper::rotate_helper_key,
+            commands::helper::create_helper_key,
+            commands::helper::revoke_helper_key,
+            commands::helper::watch_access_log,
+            commands::helper::unwatch_access_log,
         ])
         .on_window_event(|window, event| {
             // Closing the window hides it to the tray; the agent keeps running.
@@ -63,6 +71,8 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
                 if window.label() == "main" {
                     api.prevent_close();
                     let _ = window.hide();
+                    // Nobody sees the access log now (the page watches again when shown).
+                    window.state::<commands::helper::LogWatch>().stop();
                 }
             }
         })
@@ -147,12 +157,15 @@ pub fn run() {
         tauri::Builder::default().plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
             show_main(app)
         }));
+    let env_num = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let defaults = AppOptions::default();
     let opts = AppOptions {
         // The same override `keyport agent` reads (`--helper-port` has this env).
-        helper_port: std::env::var("KEYPORT_HELPER_PORT")
-            .ok()
-            .and_then(|p| p.parse().ok()),
-        ..AppOptions::default()
+        helper_port: env_num("KEYPORT_HELPER_PORT").and_then(|p| u16::try_from(p).ok()),
+        // How long a copied key stays on the clipboard (tests: a short time).
+        clipboard_clear: env_num("KEYPORT_CLIPBOARD_CLEAR_SECS")
+            .map_or(defaults.clipboard_clear, std::time::Duration::from_secs),
+        ..defaults
     };
     let app = configure(builder, AppState::new(kp, opts))
         .build(tauri::generate_context!())

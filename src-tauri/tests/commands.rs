@@ -8,9 +8,11 @@
 
 use std::collections::BTreeSet;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use keyport_app::clipboard::Clipboard;
+use keyport_app::commands::helper::ACCESS_LOG_EVENT;
 use keyport_app::{configure, AppOptions, AppState, AGENT_EVENT};
 use keyport_core::config::ConfigStore;
 use keyport_core::store::{MemoryStore, SecretBundle};
@@ -41,6 +43,24 @@ fn keyport(config: &std::path::Path) -> Keyport {
         ConfigStore::new(config),
         Arc::new(MemoryStore::default()) as Arc<dyn keyport_core::store::SecretStore>,
     )
+}
+
+/// The clipboard, in memory.
+#[derive(Default)]
+struct Clip(Mutex<Option<String>>);
+
+impl Clipboard for Clip {
+    fn write_secret(&self, text: &str) -> Result<(), String> {
+        *self.0.lock().unwrap() = Some(text.to_string());
+        Ok(())
+    }
+    fn read(&self) -> Option<String> {
+        self.0.lock().unwrap().clone()
+    }
+    fn clear(&self) -> Result<(), String> {
+        *self.0.lock().unwrap() = None;
+        Ok(())
+    }
 }
 
 fn build(state: AppState) -> tauri::App<MockRuntime> {
@@ -92,6 +112,7 @@ fn commands_answer_from_the_embedded_agent_and_errors_have_one_shape() {
     secrets.insert("token", Secret::new(jwt.clone()));
     kp.add("jwt", prof, secrets).unwrap();
 
+    let clip = Arc::new(Clip::default());
     let mut app = build(AppState::new(
         Ok(kp),
         AppOptions {
@@ -99,6 +120,8 @@ fn commands_answer_from_the_embedded_agent_and_errors_have_one_shape() {
             helper: true,
             helper_port: Some(0),
             tray: false,
+            clipboard: clip.clone(),
+            ..AppOptions::default()
         },
     ));
     let (tx, rx) = mpsc::channel::<Value>();
@@ -343,6 +366,102 @@ fn commands_answer_from_the_embedded_agent_and_errors_have_one_shape() {
     assert_eq!(helper["url"], format!("http://127.0.0.1:{port}"));
     assert_eq!(helper["error"], Value::Null, "{helper}");
 
+    // Keys: the page gets names and scopes; the secrets go to the clipboard only.
+    let keys = invoke(&w, "helper_keys", json!({})).expect("helper_keys");
+    assert_eq!(keys[0]["name"], "default", "{keys}");
+    let copied = invoke(&w, "copy_helper_key", json!({})).expect("copy_helper_key");
+    assert_eq!(copied["what"], "the default helper key", "{copied}");
+    assert_eq!(copied["clears_in_secs"], 45);
+    let default_key = clip.read().expect("the key on the clipboard");
+    assert_eq!(default_key.len(), 64);
+    assert_eq!(
+        std::fs::read_to_string(run.join("helper.key"))
+            .unwrap()
+            .trim(),
+        default_key,
+        "the key scripts read"
+    );
+    let made = invoke(
+        &w,
+        "create_helper_key",
+        json!({"name": "bi", "profiles": ["pw"], "readOnly": true}),
+    )
+    .expect("create_helper_key");
+    let bi_key = clip.read().unwrap();
+    assert_ne!(bi_key, default_key);
+    assert!(!made.to_string().contains(&bi_key) && !keys.to_string().contains(&default_key));
+    assert_eq!(made["copied"]["what"], "the helper key 'bi'");
+    let bi = made["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "bi")
+        .expect("bi listed");
+    assert_eq!(bi["profiles"], json!(["pw"]));
+    assert_eq!(bi["read_only"], true);
+    let e = invoke(
+        &w,
+        "create_helper_key",
+        json!({"name": "bi", "profiles": ["pw"], "readOnly": false}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e["kind"].as_str(), e["field"].as_str()),
+        (Some("invalid"), Some("key name")),
+        "{e}"
+    );
+    assert_eq!(
+        clip.read().unwrap(),
+        bi_key,
+        "a refused create copies nothing"
+    );
+
+    // The access log, watched: the ring first, then batches as requests arrive. The
+    // scoped key is refused outside its scope and for writes (before any upstream call).
+    let (log_tx, log_rx) = mpsc::channel::<Value>();
+    app.listen_any(ACCESS_LOG_EVENT, move |e| {
+        let _ = log_tx.send(serde_json::from_str(e.payload()).unwrap());
+    });
+    invoke(&w, "watch_access_log", json!({})).expect("watch_access_log");
+    let http = reqwest::blocking::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let status = |method: reqwest::Method, path: &str, key: &str| {
+        http.request(method, format!("{base}{path}"))
+            .header("X-Keyport-Key", key)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status(reqwest::Method::GET, "/pk/", &bi_key), 403);
+    assert_eq!(status(reqwest::Method::POST, "/pw/x", &bi_key), 403);
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let batch = log_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a batch");
+        seen.extend(batch["entries"].as_array().unwrap().iter().cloned());
+    }
+    assert_eq!(seen[0]["key"], "bi", "{seen:?}");
+    assert_eq!(seen[0]["refusal"], "key_not_for_profile", "{seen:?}");
+    assert_eq!(seen[1]["refusal"], "read_only_key", "{seen:?}");
+    assert!(!format!("{seen:?}").contains(&bi_key));
+    let ring = invoke(&w, "watch_access_log", json!({})).unwrap();
+    assert_eq!(ring.as_array().unwrap().len(), 2, "{ring}");
+    invoke(&w, "unwatch_access_log", json!({})).expect("unwatch");
+
+    // Revoked: the key is refused; rotated: the old default key is refused.
+    let after = invoke(&w, "revoke_helper_key", json!({"name": "bi"})).expect("revoke");
+    assert!(!after.to_string().contains("\"bi\""), "{after}");
+    assert_eq!(status(reqwest::Method::GET, "/pw/", &bi_key), 401);
+    let rotated = invoke(&w, "rotate_helper_key", json!({})).expect("rotate");
+    assert_eq!(rotated["copied"]["what"], "the new default helper key");
+    let new_default = clip.read().unwrap();
+    assert_ne!(new_default, default_key);
+    assert_eq!(status(reqwest::Method::GET, "/pk/", &default_key), 401);
+    let e = invoke(&w, "revoke_helper_key", json!({"name": "default"})).unwrap_err();
+    assert_eq!(e["kind"], "invalid", "{e}");
+
     // A command the capability does not grant is refused.
     assert!(invoke(&w, "plugin:event|emit", json!({"event": "x"})).is_err());
 
@@ -355,6 +474,7 @@ fn commands_answer_from_the_embedded_agent_and_errors_have_one_shape() {
             helper: false,
             helper_port: None,
             tray: false,
+            ..AppOptions::default()
         },
     ));
     let w2 = set_up(&mut app2);

@@ -866,3 +866,138 @@ fn logins_in_the_window_through_the_browser_and_the_device_flow() {
     assert_eq!(idp.userinfo(token.trim()), 200);
     drop(d);
 }
+
+/// What the session's clipboard holds (`xclip`, as a person's paste would get it); none if
+/// it holds no text.
+fn clipboard() -> Option<String> {
+    let out = Command::new("xclip")
+        .args(["-o", "-selection", "clipboard"])
+        .output()
+        .expect("xclip (scripts/install-deps.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+/// curl through the helper with `key` (from a header file: no key in an argv), answering
+/// the status.
+fn curl_status(url: &str, key: &str, method: &str, dir: &std::path::Path) -> u16 {
+    let headers = dir.join("curl-headers");
+    std::fs::write(&headers, format!("X-Keyport-Key: {key}\n")).unwrap();
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            method,
+            "-H",
+        ])
+        .arg(format!("@{}", headers.display()))
+        .arg(url)
+        .output()
+        .expect("curl");
+    std::fs::remove_file(&headers).unwrap();
+    String::from_utf8_lossy(&out.stdout).parse().unwrap()
+}
+
+#[test]
+#[ignore = "needs the app binary and tauri-driver: run ./scripts/test.sh, or cargo test -- --include-ignored"]
+fn the_helper_panel_makes_a_scoped_key_that_curl_uses_until_it_is_revoked() {
+    require_session();
+    let _turn = one_app();
+    let app = bin("keyport-app");
+    let kp = Keyport::new();
+    let fake = Fake::start(Lifetimes::default());
+    let (imp, other) = (unique("gui-keys-imp"), unique("gui-keys-pw"));
+    fake.add_improvado(&kp, &imp, 1800);
+    kp.add(&other, "patchworks-api-key", &[], &[("api_key", "pw-k-1")]);
+    let port = free_port();
+    let helper = format!("http://127.0.0.1:{port}");
+
+    let mut d = Driver::start_with(&kp, port, &[("KEYPORT_CLIPBOARD_CLEAR_SECS", "8")]);
+    d.open(&app);
+    d.wait_for("return document.body.dataset.loaded === 'true'");
+    d.click("button[data-action='helper']");
+    d.element("#helper-panel");
+    assert_eq!(
+        d.text("#helper-panel [data-field='url']"),
+        json!(format!("{helper}/PROFILE/PATH"))
+    );
+
+    // Copy key: the app puts the default key on the clipboard; the page never has it.
+    d.click("button[data-action='copy-key']");
+    d.wait_for("return document.querySelector('[data-field=\"key_outcome\"]').textContent.startsWith('Copied the default helper key')");
+    let default_key = kp.run(&["helper", "key"]).ok().stdout.trim().to_string();
+    assert_eq!(default_key.len(), 64);
+    assert_eq!(clipboard().as_deref(), Some(default_key.as_str()));
+
+    // A read-only key for one profile, copied when made.
+    d.type_into("#new-key-name", "bi-dashboard");
+    d.click(&format!("input[name='key-profile'][value='{imp}']"));
+    d.click("#new-key-read-only");
+    d.click("button[data-action='create-key']");
+    d.element("#keys tr[data-key='bi-dashboard']");
+    assert_eq!(
+        d.text("#keys tr[data-key='bi-dashboard'] [data-field='scope']"),
+        json!(format!("{imp} · read-only"))
+    );
+    let bi_key = clipboard().expect("the new key on the clipboard");
+    assert!(bi_key.len() == 64 && bi_key != default_key);
+
+    // curl with it: its profile answers, a write and another profile are refused.
+    let dir = tempfile::tempdir().unwrap();
+    let datasources = format!("{helper}/{imp}/datasources");
+    assert_eq!(curl_status(&datasources, &bi_key, "GET", dir.path()), 200);
+    assert_eq!(curl_status(&datasources, &bi_key, "POST", dir.path()), 403);
+    assert_eq!(
+        curl_status(&format!("{helper}/{other}/"), &bi_key, "GET", dir.path()),
+        403
+    );
+    // The live log shows them, newest first, the refusals marked.
+    d.wait_for("return document.querySelectorAll('#access-log tbody tr').length >= 3");
+    let rows = d.script(
+        "return Array.from(document.querySelectorAll('#access-log tbody tr')).slice(0, 3).map(r => [r.dataset.status, r.dataset.refusal ?? null, r.classList.contains('refused'), r.cells[1].textContent])",
+    );
+    assert_eq!(
+        rows,
+        json!([
+            ["403", "key_not_for_profile", true, "bi-dashboard"],
+            ["403", "read_only_key", true, "bi-dashboard"],
+            ["200", null, false, "bi-dashboard"]
+        ])
+    );
+    d.wait_for("return Number(document.querySelector('#helper-panel [data-field=\"refusals\"]').textContent) >= 2");
+    d.wait_for("return document.querySelector('#keys tr[data-key=\"bi-dashboard\"] [data-field=\"last_used\"]').textContent !== 'never'");
+    d.script("document.getElementById('scoped-keys').scrollIntoView(); return true");
+    d.screenshot("helper-panel.png");
+
+    // Revoked (two clicks): curl is refused from then on.
+    let revoke = "#keys tr[data-key='bi-dashboard'] button[data-action='revoke-key']";
+    d.click(revoke);
+    assert_eq!(d.text(revoke), json!("Revoke? Click again"));
+    assert_eq!(curl_status(&datasources, &bi_key, "GET", dir.path()), 200);
+    d.click(revoke);
+    d.wait_for("return document.querySelector('#keys tr[data-key=\"bi-dashboard\"]') === null");
+    assert_eq!(curl_status(&datasources, &bi_key, "GET", dir.path()), 401);
+    let list = kp.run(&["helper", "key", "list"]).ok().stdout;
+    assert!(!list.contains("bi-dashboard"), "{list}");
+
+    // No key ever reached the page; the clipboard is cleared after its time.
+    let html = d
+        .script("return document.documentElement.outerHTML")
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!html.contains(&bi_key) && !html.contains(&default_key));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while clipboard().as_deref() == Some(bi_key.as_str()) {
+        assert!(
+            Instant::now() < deadline,
+            "the key is still on the clipboard"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    drop(d);
+}

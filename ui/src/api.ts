@@ -3,7 +3,12 @@
 // Unit tests replace the IPC underneath with @tauri-apps/api/mocks, not this module.
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type { AccessBatch } from "./bindings/AccessBatch";
+import type { AccessEntry } from "./bindings/AccessEntry";
 import type { AgentEvent } from "./bindings/AgentEvent";
+import type { Copied } from "./bindings/Copied";
+import type { KeyChange } from "./bindings/KeyChange";
+import type { KeyInfo } from "./bindings/KeyInfo";
 import type { ErrorInfo } from "./bindings/ErrorInfo";
 import type { HelperInfo } from "./bindings/HelperInfo";
 import type { PresetInfo } from "./bindings/PresetInfo";
@@ -32,6 +37,15 @@ export const api = {
   openLoginPage: (name: string) => invoke<null>("open_login_page", { name }),
   helperInfo: () => invoke<HelperInfo>("helper_info"),
   snippets: (name: string) => invoke<Snippets>("snippets", { name }),
+  helperKeys: () => invoke<KeyInfo[]>("helper_keys"),
+  // (key secrets go from the app to the clipboard; these answer only what was copied)
+  copyHelperKey: () => invoke<Copied>("copy_helper_key"),
+  rotateHelperKey: () => invoke<KeyChange>("rotate_helper_key"),
+  createHelperKey: (name: string, profiles: string[], readOnly: boolean) =>
+    invoke<KeyChange>("create_helper_key", { name, profiles, readOnly }),
+  revokeHelperKey: (name: string) => invoke<KeyInfo[]>("revoke_helper_key", { name }),
+  watchAccessLog: () => invoke<AccessEntry[]>("watch_access_log"),
+  unwatchAccessLog: () => invoke<null>("unwatch_access_log"),
 };
 
 /** What the add / edit form sends (src-tauri's `ProfileForm`): empty values left out. */
@@ -45,6 +59,7 @@ export type ProfileForm = {
 /** The page events the app emits (src-tauri/src/lib.rs). */
 export const AGENT_EVENT = "agent";
 export const AGENT_ERROR_EVENT = "agent-error";
+export const ACCESS_LOG_EVENT = "access-log";
 
 export function onAgentEvent(f: (ev: AgentEvent) => void): Promise<UnlistenFn> {
   return listen<AgentEvent>(AGENT_EVENT, (e) => f(e.payload));
@@ -52,6 +67,11 @@ export function onAgentEvent(f: (ev: AgentEvent) => void): Promise<UnlistenFn> {
 
 export function onAgentError(f: (e: ErrorInfo) => void): Promise<UnlistenFn> {
   return listen<ErrorInfo>(AGENT_ERROR_EVENT, (e) => f(e.payload));
+}
+
+/** New access-log entries, while the helper panel watches the log. */
+export function onAccessLog(f: (b: AccessBatch) => void): Promise<UnlistenFn> {
+  return listen<AccessBatch>(ACCESS_LOG_EVENT, (e) => f(e.payload));
 }
 
 /** The field a failed command's error is about (the core's `Error::field`), if any. */

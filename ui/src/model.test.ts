@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ProfileRow } from "./bindings/ProfileRow";
-import { row, status } from "./test/fixtures";
-import { apply, countdown, describeSaved, describeTest, isInteractive, loginRunning, loginStep, groups, ordered, worst, type Rows } from "./model";
+import { entry, key, row, status } from "./test/fixtures";
+import { appendLog, describeCopied, keyScope, apply, countdown, describeSaved, describeTest, isInteractive, loginRunning, loginStep, groups, ordered, worst, type Rows } from "./model";
 
 const rows = (...r: ProfileRow[]): Rows => new Map(r.map((x) => [x.name, x]));
 
@@ -144,5 +144,26 @@ describe("isInteractive", () => {
       false,
       false,
     ]);
+  });
+});
+
+describe("appendLog", () => {
+  it("puts a batch newest first in front and keeps at most the limit", () => {
+    let shown = appendLog([], [entry("/a/1"), entry("/a/2")], 3);
+    expect(shown.map((e) => e.path)).toEqual(["/a/2", "/a/1"]);
+    shown = appendLog(shown, [entry("/a/3"), entry("/a/4")], 3);
+    expect(shown.map((e) => e.path)).toEqual(["/a/4", "/a/3", "/a/2"]);
+  });
+});
+
+describe("keys", () => {
+  it("says which profiles a key is for and whether it only reads", () => {
+    expect(keyScope(key("default"))).toBe("every profile");
+    expect(keyScope(key("bi", { profiles: ["imp", "pw"], read_only: true }))).toBe("imp, pw · read-only");
+  });
+  it("says what was copied and when it is cleared", () => {
+    expect(describeCopied({ what: "the default helper key", clears_in_secs: 45 })).toBe(
+      "Copied the default helper key: paste it into the tool now; the clipboard is cleared in 45 s.",
+    );
   });
 });

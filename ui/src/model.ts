@@ -1,6 +1,9 @@
 // What the page computes from the agent's data, free of the DOM: labels, countdowns,
 // grouping, the worst state, and how each agent event changes the list. Unit-tested.
+import type { AccessEntry } from "./bindings/AccessEntry";
 import type { AgentEvent } from "./bindings/AgentEvent";
+import type { Copied } from "./bindings/Copied";
+import type { KeyInfo } from "./bindings/KeyInfo";
 import type { ProfileRow } from "./bindings/ProfileRow";
 import type { State } from "./bindings/State";
 import type { ErrorInfo } from "./bindings/ErrorInfo";
@@ -172,4 +175,24 @@ export function describeSaved(s: Saved): Outcome {
 export function describeTest(t: TestResult): Outcome {
   const why = t.keyport_error ? ` (${t.keyport_error})` : "";
   return { text: `${t.status}${why} · ${Math.round(t.ms)} ms`, bad: t.status >= 400 };
+}
+
+/** Access-log entries the helper panel keeps (the app's ring keeps 1000). */
+export const LOG_KEEP = 300;
+
+/** `shown` (newest first) with `batch` (oldest first) in front, at most `keep` long. */
+export function appendLog(shown: AccessEntry[], batch: AccessEntry[], keep = LOG_KEEP): AccessEntry[] {
+  const next = [...batch].reverse().concat(shown);
+  return next.length > keep ? next.slice(0, keep) : next;
+}
+
+/** Which profiles a key is for, and whether it may only read. */
+export function keyScope(k: KeyInfo): string {
+  const scope = k.profiles === null ? "every profile" : k.profiles.join(", ");
+  return k.read_only ? `${scope} · read-only` : scope;
+}
+
+/** What a copy did, in one line. */
+export function describeCopied(c: Copied): string {
+  return `Copied ${c.what}: paste it into the tool now; the clipboard is cleared in ${c.clears_in_secs} s.`;
 }

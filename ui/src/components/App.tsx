@@ -8,12 +8,13 @@ import type { ProfileRow } from "../bindings/ProfileRow";
 import type { Saved } from "../bindings/Saved";
 import { apply, describeSaved, loginStep, ordered, type LoginView, type Outcome, type Rows } from "../model";
 import { HelperLine } from "./HelperLine";
+import { HelperPanel } from "./HelperPanel";
 import { ProfileDetail } from "./ProfileDetail";
 import { ProfileEditor } from "./ProfileEditor";
 import { ProfileList } from "./ProfileList";
 
 /** What the right-hand pane shows. */
-type Mode = { kind: "view" } | { kind: "add" } | { kind: "edit"; row: ProfileRow };
+type Mode = { kind: "view" } | { kind: "add" } | { kind: "edit"; row: ProfileRow } | { kind: "helper" };
 
 export function App() {
   const [rows, setRows] = useState<Rows>(new Map());
@@ -122,7 +123,7 @@ export function App() {
         <span class="count" role="status">
           {rows.size === 1 ? "1 profile" : `${rows.size} profiles`}
         </span>
-        <HelperLine info={helper} />
+        <HelperLine info={helper} open={mode.kind === "helper"} onOpen={() => setMode({ kind: "helper" })} />
         <button
           type="button"
           class="primary"
@@ -139,9 +140,11 @@ export function App() {
         </p>
       )}
       <div class="panes">
-        <ProfileList rows={rows} selected={mode.kind === "add" ? null : current} onSelect={select} />
+        <ProfileList rows={rows} selected={mode.kind === "add" || mode.kind === "helper" ? null : current} onSelect={select} />
         <main class="detail-pane">
-          {mode.kind !== "view" ? (
+          {mode.kind === "helper" ? (
+            <HelperPanel info={helper} profiles={order} onInfo={setHelper} />
+          ) : mode.kind === "add" || mode.kind === "edit" ? (
             <ProfileEditor
               key={mode.kind === "edit" ? `edit:${mode.row.name}` : "add"}
               editing={mode.kind === "edit" ? mode.row : null}

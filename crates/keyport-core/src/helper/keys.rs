@@ -63,13 +63,16 @@ impl StoredKey {
 
 /// A key as `keyport helper key list` shows it: no secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct KeyInfo {
     pub name: String,
     pub profiles: Option<BTreeSet<String>>,
     pub read_only: bool,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "ts", ts(type = "string | null"))]
     pub last_used_at: Option<OffsetDateTime>,
     #[serde(default)]
     pub ephemeral: bool,

@@ -18,8 +18,10 @@ pub const RING: usize = 1000;
 const MAX_PATH: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "AccessEntry"))]
 pub struct Entry {
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub at: OffsetDateTime,
     /// The helper key's name (none on the unix socket).
     pub key: Option<String>,

@@ -445,10 +445,14 @@ impl Shared {
 
     pub(crate) fn refused(
         &self,
-        entry: Entry,
+        mut entry: Entry,
         started: Instant,
         r: &Refusal,
     ) -> Response<RespBody> {
+        // A right key used out of its scope: the log names it (the panel shows whose it was).
+        if let Refusal::KeyNotForProfile { key } | Refusal::ReadOnlyKey { key } = r {
+            entry.key = Some(key.clone());
+        }
         self.failed(entry, started, r.status(), r.kind(), &r.message())
     }
 
