@@ -13,6 +13,7 @@ fn main() {
             "renew",
             "test_profile",
             "inspect_token",
+            "copy_header",
             "login",
             "cancel_login",
             "open_login_page",

@@ -52,6 +52,7 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             commands::tokens::renew,
             commands::tokens::test_profile,
             commands::tokens::inspect_token,
+            commands::tokens::copy_header,
             commands::logins::login,
             commands::logins::cancel_login,
             commands::logins::open_login_page,

@@ -462,6 +462,21 @@ fn commands_answer_from_the_embedded_agent_and_errors_have_one_shape() {
     let e = invoke(&w, "revoke_helper_key", json!({"name": "default"})).unwrap_err();
     assert_eq!(e["kind"], "invalid", "{e}");
 
+    // Copy header: the header line goes to the clipboard, the page learns only which.
+    let copied = invoke(&w, "copy_header", json!({"name": "pk"})).expect("copy_header");
+    let line = clip.read().unwrap();
+    assert!(line.ends_with(": pk-9"), "{line}");
+    let header = line.split(": ").next().unwrap();
+    assert_eq!(
+        copied["what"],
+        format!("the {header} header of pk"),
+        "{copied}"
+    );
+    assert!(!copied.to_string().contains("pk-9"));
+    let e = invoke(&w, "copy_header", json!({"name": "nope"})).unwrap_err();
+    assert_eq!(e["kind"], "not_found", "{e}");
+    assert_eq!(clip.read().unwrap(), line, "a refused copy copies nothing");
+
     // A command the capability does not grant is refused.
     assert!(invoke(&w, "plugin:event|emit", json!({"event": "x"})).is_err());
 

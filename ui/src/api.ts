@@ -32,6 +32,7 @@ export const api = {
   testProfile: (name: string, path: string | null) =>
     invoke<TestResult>("test_profile", { name, path }),
   inspectToken: (name: string) => invoke<TokenDetails>("inspect_token", { name }),
+  copyHeader: (name: string) => invoke<Copied>("copy_header", { name }),
   login: (name: string, force: boolean) => invoke<ProfileStatus>("login", { name, force }),
   cancelLogin: (name: string) => invoke<null>("cancel_login", { name }),
   openLoginPage: (name: string) => invoke<null>("open_login_page", { name }),

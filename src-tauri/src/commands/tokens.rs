@@ -1,6 +1,7 @@
 //! Tokens: renewing now (the agent's single-flight renewal, shared with any renewal
-//! already running) and testing a profile with one GET through the loopback helper, as a
-//! local tool would send it.
+//! already running), testing a profile with one GET through the loopback helper, as a
+//! local tool would send it, inspecting the token, and copying its header to the
+//! clipboard (from here: the token never reaches the page).
 
 use std::time::{Duration, Instant};
 
@@ -8,11 +9,36 @@ use keyport_core::agent::board::Lookup;
 use keyport_core::agent::ProfileStatus;
 use keyport_core::helper::keys::KeyAction;
 use keyport_core::token::Inspection;
-use keyport_core::{Error, ErrorKind};
+use keyport_core::{Error, ErrorKind, Secret};
 use serde::Serialize;
 use tauri::State;
 
+use crate::clipboard::Copied;
 use crate::{AppState, UiError};
+
+/// Copy header hands out a credential valid for at least this long (renewing first if
+/// need be), so it does not expire while being pasted.
+const COPY_MIN_VALID_SECS: i64 = 60;
+
+/// Copies the header lines `name`'s requests carry (`Authorization: Bearer …`, one per
+/// line) to the clipboard, for a tool the helper cannot sit in front of (an HTTP client's
+/// header field). Refused, with the agent's reason, when no valid credential can be had.
+#[tauri::command]
+pub async fn copy_header(state: State<'_, AppState>, name: String) -> Result<Copied, UiError> {
+    let agent = &state.hosted().await?.agent;
+    let served = agent.credential(&name, COPY_MIN_VALID_SECS).await?;
+    let headers = &served.credential.headers;
+    let text = headers
+        .iter()
+        .map(|(h, v)| format!("{h}: {}", v.expose()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let what = match headers.as_slice() {
+        [(h, _)] => format!("the {h} header of {name}"),
+        more => format!("the {} headers of {name}", more.len()),
+    };
+    state.copier().copy(&what, Secret::new(text)).await
+}
 
 /// Renews `name` now and answers its state afterwards.
 #[tauri::command]

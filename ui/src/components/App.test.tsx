@@ -88,6 +88,18 @@ describe("the window", () => {
     expect(be.calls.find(([c]) => c === "test_profile")![1]).toEqual({ name: "beta", path: null });
   });
 
+  it("copies the header through the app and says when the clipboard is cleared", async () => {
+    be.handlers.copy_header = ({ name }) => ({ what: `the Authorization header of ${name}`, clears_in_secs: 45 });
+    await loaded();
+    fireEvent.click(action("copy-header"));
+    await waitFor(() =>
+      expect(detail().querySelector(".outcome")!.textContent).toBe(
+        "Copied the Authorization header of beta: paste it into the tool now; the clipboard is cleared in 45 s.",
+      ),
+    );
+    expect(be.calls.find(([c]) => c === "copy_header")![1]).toEqual({ name: "beta" });
+  });
+
   it("shows a command's error in its words", async () => {
     be.handlers.renew = () => {
       throw { kind: "login_required", message: "beta needs a login: keyport login beta" };

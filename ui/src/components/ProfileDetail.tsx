@@ -6,7 +6,7 @@ import type { ProfileRow } from "../bindings/ProfileRow";
 import type { ProfileView } from "../bindings/ProfileView";
 import type { TokenDetails } from "../bindings/TokenDetails";
 import { useNow } from "../clock";
-import { describeTest, isInteractive, loginRunning, STATE_LABELS, when, type LoginView, type Outcome } from "../model";
+import { describeCopied, describeTest, isInteractive, loginRunning, STATE_LABELS, when, type LoginView, type Outcome } from "../model";
 import { LoginPanel } from "./LoginPanel";
 import { Badge } from "./Badge";
 import { Countdown } from "./Countdown";
@@ -56,6 +56,7 @@ export function ProfileDetail({ row, configRev, notice, login, onEdit, onGone }:
     return { text: `renewed: ${STATE_LABELS[s.state]}`, bad: s.state !== "valid" };
   });
   const test = act("test", async () => describeTest(await api.testProfile(name, row.test_path)));
+  const copyHeader = act("copy", async () => ({ text: describeCopied(await api.copyHeader(name)), bad: false }));
   const interactive = isInteractive(row.scheme);
   const loggingIn = busy === "login" || loginRunning(login) || Boolean(st?.login_in_progress);
   const logIn = async () => {
@@ -128,6 +129,16 @@ export function ProfileDetail({ row, configRev, notice, login, onEdit, onGone }:
         </button>
         <button type="button" data-action="inspect" disabled={busy !== null} onClick={inspect} aria-label={`Inspect the token of ${name}`}>
           Inspect token
+        </button>
+        <button
+          type="button"
+          data-action="copy-header"
+          disabled={busy !== null}
+          onClick={copyHeader}
+          aria-label={`Copy the auth header of ${name}`}
+          title="For a tool the helper cannot sit in front of: the header goes to the clipboard, and is cleared from it again"
+        >
+          Copy header
         </button>
         <button type="button" data-action="edit" disabled={busy !== null} onClick={onEdit} aria-label={`Edit ${name}`}>
           Edit
