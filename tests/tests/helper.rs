@@ -961,6 +961,119 @@ fn a_port_in_use_is_reported_and_the_socket_still_serves() {
     );
 }
 
+/// `keyport helper pause`: every request is refused with Keyport's own kind and nothing
+/// reaches the API, until `resume`; `keyport status` says so meanwhile.
+#[test]
+fn a_paused_helper_refuses_everything_until_resumed() {
+    require_session();
+    let api = Upstream::start();
+    let kp = Keyport::new();
+    let name = unique("pause");
+    add_frappe(&kp, &name, &api.url);
+    let h = serve(&kp);
+    let url = format!("{}/{name}/echo", h.url);
+    assert_eq!(get(&url, &h.key).0, 200);
+    kp.run(&["helper", "pause"]).ok();
+    let seen = api.log().len();
+    let (status, body) = get(&url, &h.key);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("\"helper_paused\"") && body.contains("resume"),
+        "{body}"
+    );
+    let out = kp.run(&["curl", &name, "/echo"]).stdout;
+    assert!(out.contains("helper_paused"), "the unix socket too: {out}");
+    assert_eq!(
+        api.log().len(),
+        seen,
+        "nothing reached the API while paused"
+    );
+    assert!(kp.run(&["status"]).ok().stdout.contains("helper: paused"));
+    kp.run(&["helper", "resume"]).ok();
+    assert_eq!(get(&url, &h.key).0, 200);
+    assert_eq!(api.log().len(), seen + 1);
+    drop(h);
+}
+
+/// A hand edit of `[helper]` (port and allowed origins) takes effect on SIGHUP, without a
+/// restart, when the port comes from the config; the old port is closed.
+#[test]
+fn a_hand_edit_of_the_helper_settings_applies_on_sighup() {
+    require_session();
+    let api = Upstream::start();
+    let kp = Keyport::new();
+    let name = unique("hup");
+    add_frappe(&kp, &name, &api.url);
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (a, b) = (free(), free());
+    let file = kp.config_file();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{text}\n[helper]\nport = {a}\n")).unwrap();
+    // The port follows the config: no --helper-port, no KEYPORT_HELPER_PORT.
+    let mut agent = kp.command();
+    agent
+        .env_remove("KEYPORT_HELPER_PORT")
+        .args(["agent", "--foreground"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut agent = AgentProc {
+        child: agent.spawn().unwrap(),
+        runtime_dir: kp.runtime_dir(),
+    };
+    let port = || -> Option<u64> {
+        let out = kp.run(&["helper", "status", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&out.stdout).ok()?["port"].as_u64()
+    };
+    eventually("the helper on the config's port", || {
+        port() == Some(u64::from(a))
+    });
+    let key = kp.run(&["helper", "key"]).ok().stdout.trim().to_string();
+    let request = |port: u16| {
+        format!(
+            "GET /{name}/echo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Keyport-Key: {key}\r\n\
+             Origin: http://localhost:5173\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let (status, text) = raw(a, request(a).as_bytes());
+    assert_eq!(status, 403, "the origin is not allowed yet: {text}");
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace(
+            &format!("port = {a}"),
+            &format!("port = {b}\nallowed_origins = [\"http://localhost:5173\"]"),
+        ),
+    )
+    .unwrap();
+    Command::new("kill")
+        .args(["-HUP", &agent.child.id().to_string()])
+        .status()
+        .unwrap();
+    eventually("the helper on the new port", || {
+        port() == Some(u64::from(b))
+    });
+    let (status, text) = raw(b, request(b).as_bytes());
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("access-control-allow-origin: http://localhost:5173"),
+        "{text}"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", a)).is_err(),
+        "the old port is closed"
+    );
+    assert!(agent.stop().success());
+}
+
 /// `keyport exec`: the command gets the profile's URL and a key for that profile only,
 /// which is revoked when it exits.
 #[test]

@@ -216,7 +216,8 @@ pub fn agent(args: AgentArgs) -> Result<()> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
-        let notifier: Arc<dyn Notifier> = if args.config.notifications {
+        // (the desktop's unless turned off here: the config's setting may turn them on later)
+        let notifier: Arc<dyn Notifier> = if args.config.notifications != Some(false) {
             Arc::new(DesktopNotifier)
         } else {
             Arc::new(SilentNotifier)
@@ -248,14 +249,14 @@ pub fn agent(args: AgentArgs) -> Result<()> {
                 eprintln!("keyport agent: helper: {e}");
             }
         }
-        let handle = host.handle();
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                // Hand edits of profiles.toml: re-read it (changed profiles only).
+                // Hand edits of profiles.toml: re-read it (changed profiles only, and the
+                // settings).
                 _ = hup.recv() => {
-                    if let Err(e) = handle.changed(None).await {
+                    if let Err(e) = host.reload(None).await {
                         eprintln!("keyport agent: {e}");
                     }
                 }

@@ -46,6 +46,11 @@ pub enum HelperCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Refuse every request (503, X-Keyport-Error: helper_paused) until `resume`; the
+    /// agent keeps renewing. Lasts until resumed or the agent stops.
+    Pause,
+    /// Serve requests again after `pause`.
+    Resume,
 }
 
 #[derive(Subcommand)]
@@ -252,6 +257,22 @@ pub fn helper(cmd: HelperCmd) -> Result<()> {
                 }
             }
         }
+        HelperCmd::Pause | HelperCmd::Resume => {
+            let paused = matches!(cmd, HelperCmd::Pause);
+            let mut c = Client::connect().ok_or_else(no_agent)?;
+            match c.call(&Request::HelperPause { paused })? {
+                Response::Helper { info } if info.paused == paused => eprintln!(
+                    "{}",
+                    if paused {
+                        "the helper is paused: every request is refused until `keyport helper resume`"
+                    } else {
+                        "the helper serves requests again"
+                    }
+                ),
+                Response::Error { error } => return Err(Error::from(error).into()),
+                other => return Err(unexpected(other)),
+            }
+        }
         HelperCmd::Status { json } => {
             let mut c = Client::connect().ok_or_else(no_agent)?;
             let info = helper_info(&mut c)?;
@@ -269,6 +290,9 @@ pub fn helper(cmd: HelperCmd) -> Result<()> {
                         .map_or("-".into(), |p| p.display().to_string())
                 );
                 println!("requests: {} ({} refused)", info.requests, info.refusals);
+                if info.paused {
+                    println!("paused:   every request is refused (keyport helper resume)");
+                }
                 if let Some(e) = info.error {
                     println!("problem:  {e}");
                 }
@@ -282,6 +306,9 @@ pub fn helper(cmd: HelperCmd) -> Result<()> {
 pub fn status_line() -> Option<String> {
     let mut c = Client::connect()?;
     let info = helper_info(&mut c).ok()?;
+    if info.paused {
+        return Some("helper: paused, every request is refused (keyport helper resume)".into());
+    }
     Some(match (&info.url, &info.error) {
         (Some(u), None) => format!("helper: {u}/PROFILE (keyport helper url PROFILE)"),
         (Some(u), Some(e)) => format!("helper: {u}/PROFILE; problem: {e}"),

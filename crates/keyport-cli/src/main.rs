@@ -94,10 +94,11 @@ enum Command {
         #[arg(long)]
         foreground: bool,
         /// Renew at the latest, and warn about tokens that can't be renewed, this long
-        /// before expiry.
-        #[arg(long, value_name = "SECS", default_value_t = 120)]
-        lead: u64,
-        /// No desktop notifications at all (per profile: `keyport profile set NAME notify=false`).
+        /// before expiry (default: `lead` under [agent] in profiles.toml, else 120).
+        #[arg(long, value_name = "SECS")]
+        lead: Option<u64>,
+        /// No desktop notifications at all (default: `notifications` under [agent] in
+        /// profiles.toml; per profile: `keyport profile set NAME notify=false`).
         #[arg(long)]
         no_notifications: bool,
         /// First retry delay after a failed renewal, in milliseconds (doubles, capped).
@@ -254,17 +255,19 @@ fn run(cli: Cli) -> Result<()> {
                 None
             } else {
                 let settings = Keyport::open()?.load()?.helper;
-                Some(keyport_core::helper::HelperOptions::new(
-                    Some(helper_port.unwrap_or(settings.port)),
-                    settings.allowed_origins,
+                Some(keyport_core::helper::HelperOptions::from_settings(
+                    &settings,
+                    helper_port,
                 ))
             };
             let mut passthrough = vec![
-                format!("--lead={lead}"),
                 format!("--backoff-base-ms={backoff_base_ms}"),
                 format!("--backoff-cap-ms={backoff_cap_ms}"),
                 format!("--notify-after={notify_after}"),
             ];
+            if let Some(lead) = lead {
+                passthrough.push(format!("--lead={lead}"));
+            }
             if no_notifications {
                 passthrough.push("--no-notifications".into());
             }
@@ -279,11 +282,11 @@ fn run(cli: Cli) -> Result<()> {
                 passthrough,
                 helper,
                 config: keyport_core::agent::AgentConfig {
-                    lead: std::time::Duration::from_secs(lead),
+                    lead: lead.map(std::time::Duration::from_secs),
                     backoff_base: std::time::Duration::from_millis(backoff_base_ms),
                     backoff_cap: std::time::Duration::from_millis(backoff_cap_ms),
                     notify_after_failures: notify_after,
-                    notifications: !no_notifications,
+                    notifications: no_notifications.then_some(false),
                     ..Default::default()
                 },
             })

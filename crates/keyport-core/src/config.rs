@@ -30,7 +30,62 @@ pub const DIR_ENV: &str = "KEYPORT_CONFIG_DIR";
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Config {
     pub profiles: BTreeMap<String, Profile>,
+    pub agent: AgentSettings,
     pub helper: HelperSettings,
+}
+
+/// The longest lead time: a day (a longer one would renew every token as soon as it came).
+pub const MAX_LEAD_SECS: u64 = 24 * 3600;
+
+/// `[agent]`: how the agent renews and notifies. A running agent applies a change at once
+/// (it re-reads the file whenever the config changes); `keyport agent --lead` and
+/// `--no-notifications` override these for that agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    /// Desktop notifications about tokens that need the user.
+    #[serde(default = "yes")]
+    pub notifications: bool,
+    /// Seconds: renew no later than this before expiry, and warn this long before a token
+    /// that cannot be renewed expires.
+    #[serde(default = "default_lead")]
+    pub lead: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_lead() -> u64 {
+    120
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            notifications: yes(),
+            lead: default_lead(),
+        }
+    }
+}
+
+impl AgentSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    pub fn check(&self) -> Result<()> {
+        if self.lead > MAX_LEAD_SECS {
+            return Err(Error::invalid(
+                "lead",
+                format!(
+                    "a lead time of {} s is more than a day: choose at most {MAX_LEAD_SECS} seconds",
+                    self.lead
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[helper]`: the loopback helper's settings (read when the agent starts).
@@ -62,6 +117,19 @@ impl Default for HelperSettings {
 impl HelperSettings {
     fn is_default(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// Checks the port (fixed: not 0) and every origin.
+    pub fn check(&self) -> Result<()> {
+        if self.port == 0 {
+            return Err(Error::invalid(
+                "port",
+                "0 would be a different port at every start: choose a fixed one, e.g. 7137, so tools keep their URLs",
+            ));
+        }
+        self.allowed_origins
+            .iter()
+            .try_for_each(|o| Self::check_origin(o))
     }
 
     /// An origin is `scheme://host[:port]`: what a browser sends, nothing more.
@@ -113,6 +181,8 @@ struct FileIn {
     #[serde(rename = "version")]
     _version: u32,
     #[serde(default)]
+    agent: AgentSettings,
+    #[serde(default)]
     helper: HelperSettings,
     #[serde(default)]
     profiles: BTreeMap<String, toml::Spanned<Profile>>,
@@ -121,6 +191,8 @@ struct FileIn {
 #[derive(Serialize)]
 struct FileOut<'a> {
     version: u32,
+    #[serde(skip_serializing_if = "AgentSettings::is_default")]
+    agent: &'a AgentSettings,
     #[serde(skip_serializing_if = "HelperSettings::is_default")]
     helper: &'a HelperSettings,
     profiles: &'a BTreeMap<String, Profile>,
@@ -221,6 +293,7 @@ impl ConfigStore {
             "# Keyport profiles. No secrets here: they live in the OS keychain.\n{}",
             toml::to_string_pretty(&FileOut {
                 version: FORMAT_VERSION,
+                agent: &config.agent,
                 helper: &config.helper,
                 profiles: &config.profiles,
             })
@@ -291,10 +364,12 @@ fn parse(path: &Path, text: &str) -> Result<Config> {
     }
     let file: FileIn = toml::from_str(text)
         .map_err(|e| config_error(locate(text, e.span()), e.message().to_string()))?;
-    for o in &file.helper.allowed_origins {
-        HelperSettings::check_origin(o)
-            .map_err(|e| config_error("[helper]: ".into(), e.to_string()))?;
-    }
+    file.helper
+        .check()
+        .map_err(|e| config_error("[helper]: ".into(), e.to_string()))?;
+    file.agent
+        .check()
+        .map_err(|e| config_error("[agent]: ".into(), e.to_string()))?;
     let mut profiles = BTreeMap::new();
     for (name, spanned) in file.profiles {
         let line = text[..spanned.span().start.min(text.len())]
@@ -326,6 +401,7 @@ fn parse(path: &Path, text: &str) -> Result<Config> {
     }
     Ok(Config {
         profiles,
+        agent: file.agent,
         helper: file.helper,
     })
 }
@@ -415,6 +491,35 @@ mod tests {
         .unwrap();
         let e = s.load().unwrap_err().to_string();
         assert!(e.contains("not a web origin"), "{e}");
+    }
+
+    #[test]
+    fn agent_settings_round_trip_and_are_checked() {
+        let (_d, s) = store();
+        add(&s, "a");
+        let text = fs::read_to_string(s.path()).unwrap();
+        assert!(!text.contains("[agent]"), "defaults are not written");
+        assert_eq!(s.load().unwrap().agent, AgentSettings::default());
+        s.update(|c| {
+            c.agent = AgentSettings {
+                notifications: false,
+                lead: 30,
+            };
+            Ok(())
+        })
+        .unwrap();
+        let c = s.load().unwrap();
+        assert!(!c.agent.notifications);
+        assert_eq!(c.agent.lead, 30);
+        let text = fs::read_to_string(s.path()).unwrap();
+        fs::write(s.path(), text.replace("lead = 30", "lead = 90000")).unwrap();
+        let e = s.load().unwrap_err().to_string();
+        assert!(
+            e.contains("[agent]") && e.contains("more than a day"),
+            "{e}"
+        );
+        fs::write(s.path(), text.replace("lead = 30", "lead = -1")).unwrap();
+        assert!(s.load().is_err(), "a negative lead is refused");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigStore};
+use crate::config::{AgentSettings, Config, ConfigStore, HelperSettings};
 use crate::error::{Error, Result};
 use crate::paths::ProfileLock;
 use crate::preset::{self, Preset};
@@ -193,6 +193,16 @@ impl Keyport {
         })
     }
 
+    /// One secret of `name` (the app's Reveal, on a person's request): one keychain read.
+    /// `None` when it is not set.
+    pub fn secret(&self, name: &str, field: &str) -> Result<Option<Secret>> {
+        self.secret_field(name, field)?;
+        let (n, f) = (name.to_string(), field.to_string());
+        Ok(self
+            .keychain
+            .call(move |s| Ok(SecretBundle::load(s, &n)?.get(&f).cloned()))?)
+    }
+
     /// Removes the profile's keychain items, then its config entry.
     pub fn remove(&self, name: &str) -> Result<()> {
         self.config.update(|cfg| {
@@ -207,6 +217,19 @@ impl Keyport {
             self.keychain.call(move |s| s.delete(&ItemKey::secrets(&n)))?;
             self.forget_tokens([name])?;
             cfg.profiles.remove(name);
+            Ok(())
+        })
+    }
+
+    /// Replaces the `[agent]` and `[helper]` settings (the app's Settings), both checked
+    /// first and written in one config update; nothing is written when one is wrong.
+    /// Tell the agent afterwards ([`crate::agent::host::reload`]) to put them in force.
+    pub fn save_settings(&self, agent: AgentSettings, helper: HelperSettings) -> Result<()> {
+        agent.check()?;
+        helper.check()?;
+        self.config.update(|cfg| {
+            cfg.agent = agent;
+            cfg.helper = helper;
             Ok(())
         })
     }

@@ -61,6 +61,10 @@ pub enum Request {
     HelperLog {
         follow: bool,
     },
+    /// Pause the helper (every request refused) or resume it.
+    HelperPause {
+        paused: bool,
+    },
 }
 
 /// A credential on the wire (the channel is the user's own). `Debug` leaves the header
@@ -374,6 +378,16 @@ mod unix {
                     .map(|h| Response::Helper { info: h.status() })
                     .ok_or_else(super::no_helper),
             ),
+            Request::HelperPause { paused } => answer(
+                services
+                    .helper
+                    .as_ref()
+                    .map(|h| {
+                        h.set_paused(paused);
+                        Response::Helper { info: h.status() }
+                    })
+                    .ok_or_else(super::no_helper),
+            ),
             Request::HelperKey { action } => {
                 let Some(h) = services.helper.as_ref() else {
                     return answer(Err(super::no_helper()));
@@ -408,8 +422,7 @@ mod unix {
                     .map(|profiles| Response::Status { profiles }),
             ),
             Request::Changed { profile } => answer(
-                handle
-                    .changed(profile.as_deref())
+                crate::agent::host::reload(handle, services.helper.as_ref(), profile.as_deref())
                     .await
                     .map(|()| Response::Done),
             ),

@@ -198,7 +198,9 @@ pub(crate) struct Core {
     /// The profiles as of the last change; renewals use this snapshot.
     cfg: Arc<Config>,
     config: AgentConfig,
+    /// In force: the command line's, else the config's `[agent]` settings.
     lead: time::Duration,
+    notifications: bool,
     notifier: Arc<dyn Notifier>,
     handle: AgentHandle,
     entries: BTreeMap<String, Entry>,
@@ -234,7 +236,9 @@ impl Core {
             clock: kp.clock().clone(),
             kp,
             cfg: Arc::new(Config::default()),
-            lead: time::Duration::try_from(config.lead).unwrap_or(time::Duration::ZERO),
+            // (both set from the config by `apply_config` below)
+            lead: time::Duration::ZERO,
+            notifications: false,
             rate: RateLimit::new(config.notifications_per_minute),
             config,
             notifier,
@@ -525,7 +529,7 @@ impl Core {
         let t = self.clock.now();
         let base = time::Duration::try_from(self.config.backoff_base).unwrap_or_default();
         let jitter = self.jitter.sample();
-        let lead = self.config.lead;
+        let lead = self.lead.unsigned_abs();
         let Some(e) = self.entries.get_mut(name) else {
             return;
         };
@@ -635,6 +639,36 @@ impl Core {
         }
         self.dirty.insert(name.to_string());
         self.notify(name, Event::LoginRequired, reason);
+    }
+
+    /// Puts the config's `[agent]` settings in force, unless the command line fixed them.
+    /// A new lead time reschedules every token's renewal and warnings at once.
+    fn apply_settings(&mut self) {
+        let s = &self.cfg.agent;
+        self.notifications = self.config.notifications.unwrap_or(s.notifications);
+        let lead = self
+            .config
+            .lead
+            .unwrap_or(std::time::Duration::from_secs(s.lead));
+        let lead = time::Duration::try_from(lead).unwrap_or(time::Duration::ZERO);
+        if lead == self.lead {
+            return;
+        }
+        self.lead = lead;
+        let now = self.clock.now();
+        for (name, e) in &mut self.entries {
+            if e.next_refresh_at.is_some() && e.failures == 0 {
+                if let Some(c) = &e.cred {
+                    let c = &c.credential;
+                    if let (Some(o), Some(x)) = (c.obtained_at, c.expires_at) {
+                        let at = refresh_at(o, x, lead.unsigned_abs(), self.jitter.sample());
+                        e.next_refresh_at = Some(at.max(now));
+                    }
+                }
+            }
+            // re-armed by the next flush (warnings follow `due(lead)`)
+            self.dirty.insert(name.clone());
+        }
     }
 
     // ---- timers ----------------------------------------------------------------------
@@ -853,6 +887,7 @@ impl Core {
     fn apply_config(&mut self, cfg: Config, rescan: &[String], later: bool) {
         let old = std::mem::replace(&mut self.cfg, Arc::new(cfg));
         let new = self.cfg.clone();
+        self.apply_settings();
         let mut board_changed = false;
         let mut changed_fingerprints = Vec::new();
         // Added or changed here: already being (re)read, once is enough.
@@ -1109,7 +1144,7 @@ impl Core {
         let Some(e) = self.entries.get_mut(name) else {
             return;
         };
-        if !self.config.notifications || !e.notify || e.notified.contains(&event) {
+        if !self.notifications || !e.notify || e.notified.contains(&event) {
             return;
         }
         // Rate-limited first, recorded after: an event dropped by the limit can still be

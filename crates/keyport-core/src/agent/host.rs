@@ -94,6 +94,23 @@ fn claim(socket: Option<PathBuf>) -> Result<Claim> {
     Ok(Claim { _lock: lock, info })
 }
 
+/// Puts a config change in force: the agent re-reads the profiles (and, for `Some(name)`,
+/// that profile's keychain items) and its `[agent]` settings; for a change of the whole
+/// file (`None`: a hand edit, SIGHUP, a settings change) the helper applies its `[helper]`
+/// settings too. A helper port that cannot be bound is said in the helper's status and
+/// returned; everything else has been applied.
+pub async fn reload(
+    agent: &AgentHandle,
+    helper: Option<&Helper>,
+    name: Option<&str>,
+) -> Result<()> {
+    agent.changed(name).await?;
+    match (name, helper) {
+        (None, Some(h)) => h.reload().await,
+        _ => Ok(()),
+    }
+}
+
 pub struct Host {
     agent: Agent,
     helper: Option<Helper>,
@@ -148,6 +165,11 @@ impl Host {
 
     pub fn handle(&self) -> AgentHandle {
         self.agent.handle()
+    }
+
+    /// [`reload`] for this host's agent and helper.
+    pub async fn reload(&self, name: Option<&str>) -> Result<()> {
+        reload(&self.agent.handle(), self.helper.as_ref(), name).await
     }
 
     /// The loopback helper, if it was started.

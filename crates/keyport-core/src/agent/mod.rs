@@ -54,13 +54,15 @@ pub use host::{Host, HostOptions};
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     /// Renew no later than this before expiry; warn this long before a token that can't be
-    /// renewed expires.
-    pub lead: Duration,
+    /// renewed expires. `None`: the config's `[agent] lead`, followed as it changes.
+    pub lead: Option<Duration>,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
     /// Notify after this many failed renewals in a row.
     pub notify_after_failures: u32,
-    pub notifications: bool,
+    /// Desktop notifications on or off; `None`: the config's `[agent] notifications`,
+    /// followed as it changes.
+    pub notifications: Option<bool>,
     pub notifications_per_minute: usize,
     /// How long [`Agent::stop`] waits for renewals and logins in flight. Longer than a token
     /// call may take, so a refresh whose new refresh token the provider already issued is
@@ -73,11 +75,11 @@ pub struct AgentConfig {
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
-            lead: Duration::from_secs(120),
+            lead: None,
             backoff_base: Duration::from_secs(2),
             backoff_cap: Duration::from_secs(300),
             notify_after_failures: 3,
-            notifications: true,
+            notifications: None,
             notifications_per_minute: 10,
             stop_grace: crate::http::total_timeout() + Duration::from_secs(5),
             event_buffer: 1024,

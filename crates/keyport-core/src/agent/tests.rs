@@ -298,7 +298,7 @@ impl Setup {
 
     fn config() -> AgentConfig {
         AgentConfig {
-            lead: Duration::from_secs(10),
+            lead: Some(Duration::from_secs(10)),
             backoff_base: Duration::from_secs(2),
             backoff_cap: Duration::from_secs(60),
             stop_grace: Duration::from_secs(10),
@@ -446,6 +446,92 @@ async fn after_a_clock_jump_what_became_due_runs_at_once() {
         s.notices.summaries(&pasted),
         [format!("Keyport: {pasted} expired")]
     );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn the_configs_agent_settings_are_followed_as_they_change() {
+    let s = setup(3600);
+    let name = s.patchworks();
+    let pasted = unique("pasted");
+    let exp = (s.t0 + secs(600))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    s.add(
+        &pasted,
+        "bearer",
+        &[("expires_at", &exp)],
+        &[("token", "t")],
+    );
+    // Nothing fixed by a command line: the config's [agent] settings decide.
+    s.kp.save_settings(
+        crate::config::AgentSettings {
+            notifications: false,
+            lead: 120,
+        },
+        Default::default(),
+    )
+    .unwrap();
+    let config = AgentConfig {
+        lead: None,
+        notifications: None,
+        ..Setup::config()
+    };
+    let agent = Agent::start(s.kp.clone(), config, s.notices.clone()).unwrap();
+    let h = agent.handle();
+    let mut sub = h.subscribe().await.unwrap();
+    wait_for(&mut sub, "the first token", renewed(&name)).await;
+    // A lead of 120 s leaves the renewal at about 2/3 of the hour.
+    let next = status_of(&h.status().await.unwrap(), &name)
+        .next_refresh_at
+        .unwrap();
+    assert!(next >= s.t0 + secs(2040), "{next}");
+    assert_eq!(
+        status_of(&h.status().await.unwrap(), &pasted).state,
+        State::Valid
+    );
+
+    // A lead of 3000 s: the renewal moves to half the lifetime (the earliest the rule
+    // allows), and the pasted token (10 min left) is expiring at once; notifications are
+    // off, so nobody is told.
+    s.kp.save_settings(
+        crate::config::AgentSettings {
+            notifications: false,
+            lead: 3000,
+        },
+        Default::default(),
+    )
+    .unwrap();
+    h.changed(None).await.unwrap();
+    let expiring = |e: &AgentEvent| matches!(e, AgentEvent::State { profile, .. } if profile.name == pasted && profile.state == State::Expiring);
+    wait_for(&mut sub, "the pasted token expiring", expiring).await;
+    let next = status_of(&h.status().await.unwrap(), &name)
+        .next_refresh_at
+        .unwrap();
+    assert_eq!(next, s.t0 + secs(1800));
+    assert!(
+        s.notices.summaries(&pasted).is_empty(),
+        "notifications are off"
+    );
+
+    // Notifications on again: the expiry is told.
+    s.kp.save_settings(
+        crate::config::AgentSettings {
+            notifications: true,
+            lead: 3000,
+        },
+        Default::default(),
+    )
+    .unwrap();
+    h.changed(None).await.unwrap();
+    s.clock.set(s.t0 + secs(601));
+    let expired = |e: &AgentEvent| matches!(e, AgentEvent::State { profile, .. } if profile.name == pasted && profile.state == State::Expired);
+    wait_for(&mut sub, "the pasted token expired", expired).await;
+    assert_eq!(
+        s.notices.summaries(&pasted),
+        [format!("Keyport: {pasted} expired")]
+    );
+    assert_eq!(s.fake.count(), 1, "no renewal was due yet");
     agent.stop().await;
 }
 

@@ -32,9 +32,9 @@ pub mod log;
 pub mod proxy;
 pub mod upstream;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +56,9 @@ pub const MAX_HEAD: usize = 32 * 1024;
 /// A client must send its request head within this.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What to do about a port the helper cannot listen on.
+const CHOOSE_PORT: &str = "choose another port in Keyport's Settings, with `port` under [helper] in profiles.toml or with keyport agent --helper-port PORT";
+
 /// The port the helper listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 7137;
 
@@ -71,6 +74,9 @@ pub struct HelperOptions {
     /// Told `true` when the helper gets its first open connection and `false` when it loses
     /// its last (the host tunes its allocator for load).
     pub on_load: Option<fn(bool)>,
+    /// The port is the config's `[helper] port` (not fixed on the command line), so
+    /// [`Helper::reload`] moves it when the config's changes.
+    pub port_from_config: bool,
 }
 
 impl HelperOptions {
@@ -80,6 +86,19 @@ impl HelperOptions {
             origins,
             threads: None,
             on_load: None,
+            port_from_config: false,
+        }
+    }
+
+    /// Serves on the config's `[helper]` port and origins, following their changes;
+    /// `port` (a command line's or test's) fixes the port instead.
+    pub fn from_settings(settings: &crate::config::HelperSettings, port: Option<u16>) -> Self {
+        HelperOptions {
+            port_from_config: port.is_none(),
+            ..Self::new(
+                Some(port.unwrap_or(settings.port)),
+                settings.allowed_origins.clone(),
+            )
         }
     }
 }
@@ -117,6 +136,8 @@ pub struct HelperInfo {
     pub socket: Option<PathBuf>,
     /// Why it does not listen on TCP (or has no keys), in one line with what to do.
     pub error: Option<String>,
+    /// Paused: every request is refused (503, `helper_paused`) until it is resumed.
+    pub paused: bool,
     pub requests: u64,
     pub refusals: u64,
     /// Keychain calls of the whole process so far (a proxied request makes none).
@@ -187,6 +208,17 @@ pub(crate) struct Shared {
     >,
     tcp_limit: Arc<tokio::sync::Semaphore>,
     unix_limit: Arc<tokio::sync::Semaphore>,
+    /// What the serving threads accept on (kept to start them again on another port).
+    listening: Mutex<Vec<Listening>>,
+    /// Problems by what they are about (`keys`, `socket`, `tcp`, `threads`), for
+    /// [`HelperInfo::error`].
+    problems: Mutex<BTreeMap<&'static str, String>>,
+    pub(crate) paused: AtomicBool,
+    /// Told whenever [`HelperInfo`] changes other than its counters (port, error, paused).
+    changed: tokio::sync::watch::Sender<()>,
+    /// How it was started: serving threads, load callback, whether the port follows the
+    /// config.
+    opts: HelperOptions,
 }
 
 /// How many connections each serving thread has, so that none takes more than its share.
@@ -295,13 +327,20 @@ impl Helper {
             threads: Mutex::new(Vec::new()),
             tcp_limit: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
             unix_limit: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+            listening: Mutex::new(Vec::new()),
+            problems: Mutex::new(BTreeMap::new()),
+            paused: AtomicBool::new(false),
+            changed: tokio::sync::watch::Sender::new(()),
+            opts: opts.clone(),
         });
         let helper = Helper { sh };
-        let mut errors = Vec::new();
         if let Err(e) = helper.key(KeyAction::Show).await {
-            errors.push(format!(
-                "the helper keys cannot be read, so TCP requests are refused ({e})"
-            ));
+            helper.problem(
+                "keys",
+                Some(format!(
+                    "the helper keys cannot be read, so TCP requests are refused ({e})"
+                )),
+            );
         }
         let mut listening = Vec::new();
         #[cfg(unix)]
@@ -310,28 +349,112 @@ impl Helper {
                 listening.push(Listening::Unix(l));
                 helper.info(|i| i.socket = Some(path));
             }
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => helper.problem("socket", Some(e.to_string())),
         }
         if let Some(port) = opts.port {
             match bind_tcp(port) {
                 Ok((ls, port)) => {
                     listening.extend(ls.into_iter().map(|l| Listening::Tcp(l, port)));
-                    helper.info(|i| {
-                        i.port = Some(port);
-                        i.url = Some(format!("http://127.0.0.1:{port}"));
-                    })
+                    helper.listening_on(Some(port));
                 }
-                Err(e) => errors.push(e),
+                Err(e) => helper.problem(
+                    "tcp",
+                    Some(format!(
+                        "{e}: the helper serves only its unix socket; {CHOOSE_PORT}"
+                    )),
+                ),
             }
         }
-        let threads = opts.threads.unwrap_or_else(default_threads);
-        if let Err(e) = helper.serve(threads.max(1), opts.on_load, &listening) {
-            errors.push(format!("cannot start the helper's threads ({e})"));
-        }
-        if !errors.is_empty() {
-            helper.info(|i| i.error = Some(errors.join("; ")));
-        }
+        *lock(&helper.sh.listening) = listening;
+        helper.serve_all();
         helper
+    }
+
+    /// Starts the serving threads on what the helper listens on.
+    fn serve_all(&self) {
+        let listening = lock(&self.sh.listening);
+        let threads = self.sh.opts.threads.unwrap_or_else(default_threads);
+        let started = self.serve(threads.max(1), self.sh.opts.on_load, &listening);
+        self.problem(
+            "threads",
+            started
+                .err()
+                .map(|e| format!("cannot start the helper's threads ({e})")),
+        );
+    }
+
+    /// Records (or clears) the problem about `what`; [`HelperInfo::error`] joins them.
+    fn problem(&self, what: &'static str, problem: Option<String>) {
+        let mut p = lock(&self.sh.problems);
+        match problem {
+            Some(text) => p.insert(what, text),
+            None => p.remove(what),
+        };
+        let error = (!p.is_empty()).then(|| p.values().cloned().collect::<Vec<_>>().join("; "));
+        drop(p);
+        self.info(|i| i.error = error);
+    }
+
+    fn listening_on(&self, port: Option<u16>) {
+        self.info(|i| {
+            i.port = port;
+            i.url = port.map(|p| format!("http://127.0.0.1:{p}"));
+        });
+    }
+
+    /// Moves the TCP listener to `port`. The new port is bound first: a port in use is an
+    /// error (in one line, saying what to do) and the helper stays where it was. The
+    /// serving threads start again, so connections open at the time end (tools reconnect).
+    pub async fn set_port(&self, port: u16) -> Result<()> {
+        if self.status().port == Some(port) && port != 0 {
+            return Ok(());
+        }
+        let (ls, port) = bind_tcp(port).map_err(|e| {
+            let now = self.status().port.map_or_else(
+                || "it serves only its unix socket".to_string(),
+                |p| format!("it stays on port {p}"),
+            );
+            Error::invalid(
+                "port",
+                format!("{e}: the helper did not move, {now}; {CHOOSE_PORT}"),
+            )
+        })?;
+        self.stop_threads().await;
+        {
+            let mut listening = lock(&self.sh.listening);
+            listening.retain(|l| !matches!(l, Listening::Tcp(..)));
+            listening.extend(ls.into_iter().map(|l| Listening::Tcp(l, port)));
+        }
+        self.listening_on(Some(port));
+        self.problem("tcp", None);
+        self.serve_all();
+        Ok(())
+    }
+
+    /// The web origins whose pages may call the helper, from the next request on.
+    pub fn set_origins(&self, origins: Vec<String>) {
+        self.sh.origins.store(Arc::new(origins));
+    }
+
+    /// Pauses (every request refused with 503 `helper_paused`, said in the log) or resumes.
+    pub fn set_paused(&self, paused: bool) {
+        self.sh.paused.store(paused, Ordering::Relaxed);
+        self.info(|i| i.paused = paused);
+    }
+
+    /// Applies the config's `[helper]` settings: the origins, and the port unless it was
+    /// fixed at start. A new port that cannot be bound is said in [`HelperInfo::error`]
+    /// (the helper stays where it was) and returned.
+    pub async fn reload(&self) -> Result<()> {
+        let settings = self.sh.kp.load()?.helper;
+        self.set_origins(settings.allowed_origins);
+        if self.sh.opts.port_from_config && self.sh.opts.port.is_some() {
+            if let Err(e) = self.set_port(settings.port).await {
+                self.problem("tcp", Some(e.to_string()));
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Starts `n` serving threads, each accepting on every listener.
@@ -381,17 +504,19 @@ impl Helper {
     }
 
     fn info(&self, f: impl FnOnce(&mut HelperInfo)) {
-        f(&mut self.sh.info.lock().unwrap_or_else(|e| e.into_inner()));
+        f(&mut lock(&self.sh.info));
+        self.sh.changed.send_replace(());
+    }
+
+    /// Wakes whenever the status changes other than its counters (port, problems, pause),
+    /// e.g. when the CLI pauses the helper of the app's agent.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<()> {
+        self.sh.changed.subscribe()
     }
 
     /// The helper's address, counters and any problem.
     pub fn status(&self) -> HelperInfo {
-        let mut i = self
-            .sh
-            .info
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let mut i = lock(&self.sh.info).clone();
         i.requests = self.sh.requests.load(Ordering::Relaxed);
         i.refusals = self.sh.refusals.load(Ordering::Relaxed);
         i.keychain_calls = self.sh.kp.keychain().calls();
@@ -434,13 +559,17 @@ impl Helper {
 
     /// Stops serving: listeners close, connections end, the threads are joined.
     pub async fn stop(&self) {
-        let threads: Vec<_> = self
-            .sh
-            .threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
+        self.stop_threads().await;
+        lock(&self.sh.listening).clear();
+        #[cfg(unix)]
+        if let Some(p) = self.status().socket {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    /// Stops the serving threads (their connections end) and waits for them.
+    async fn stop_threads(&self) {
+        let threads: Vec<_> = lock(&self.sh.threads).drain(..).collect();
         let _ = tokio::task::spawn_blocking(move || {
             for (stop, t) in threads {
                 let _ = stop.send(());
@@ -448,11 +577,13 @@ impl Helper {
             }
         })
         .await;
-        #[cfg(unix)]
-        if let Some(p) = self.status().socket {
-            let _ = std::fs::remove_file(p);
-        }
     }
+}
+
+/// A mutex's contents, even after a panic elsewhere (the data stays consistent: every
+/// holder only replaces whole values).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Connections the kernel queues before the helper accepts them (std's default, 128, is
@@ -473,9 +604,9 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> 
 fn bind_tcp(port: u16) -> std::result::Result<(Vec<std::net::TcpListener>, u16), String> {
     let v4 = listen(([127, 0, 0, 1], port).into()).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
-            format!("port {port} on 127.0.0.1 is in use (another program, or another Keyport): the helper serves only its unix socket; choose another port with keyport agent --helper-port PORT or `port` under [helper] in profiles.toml")
+            format!("port {port} on 127.0.0.1 is in use (another program, or another Keyport)")
         } else {
-            format!("cannot listen on 127.0.0.1:{port} ({e}): choose another port with keyport agent --helper-port PORT")
+            format!("cannot listen on 127.0.0.1:{port} ({e})")
         }
     })?;
     let port = v4.local_addr().map_err(|e| e.to_string())?.port();

@@ -189,6 +189,9 @@ pub fn refusal(status: u16, kind: &str, message: &str) -> Response<RespBody> {
     r
 }
 
+/// What a paused helper answers.
+const PAUSED: &str = "Keyport's helper is paused: resume it from Keyport's tray menu or its helper panel (keyport helper resume)";
+
 /// How an agent error is told to a tool: status and kind.
 pub fn error_status(e: &Error) -> (u16, &'static str) {
     match e.kind() {
@@ -253,6 +256,9 @@ pub(crate) async fn handle(
         keys.touch(k, entry.at);
     }
     entry.key = a.key;
+    if sh.paused.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(sh.failed(entry, started, 503, "helper_paused", PAUSED));
+    }
     let origin = req.headers().get(header::ORIGIN).cloned();
     if a.preflight {
         let mut r = Response::new(Either::Right(Full::new(Bytes::new())));
