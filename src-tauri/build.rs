@@ -6,6 +6,7 @@ fn main() {
             "list_profiles",
             "show_profile",
             "delete_profile",
+            "reveal_secret",
             "presets",
             "check_profile",
             "add_profile",
@@ -14,6 +15,7 @@ fn main() {
             "test_profile",
             "inspect_token",
             "copy_header",
+            "reveal_token",
             "login",
             "cancel_login",
             "open_login_page",
@@ -26,6 +28,10 @@ fn main() {
             "revoke_helper_key",
             "watch_access_log",
             "unwatch_access_log",
+            "settings",
+            "save_settings",
+            "pause_helper",
+            "page_ready",
         ]),
     ))
     .expect("tauri-build failed");

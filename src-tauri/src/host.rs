@@ -37,6 +37,8 @@ pub struct AppOptions {
     pub clipboard: Arc<dyn Clipboard>,
     /// A copied secret is cleared from the clipboard after this long, if still there.
     pub clipboard_clear: Duration,
+    /// Started at login: the window stays hidden (the tray opens it).
+    pub start_hidden: bool,
 }
 
 impl Default for AppOptions {
@@ -48,6 +50,7 @@ impl Default for AppOptions {
             tray: true,
             clipboard: Arc::new(SystemClipboard::default()),
             clipboard_clear: Duration::from_secs(45),
+            start_hidden: false,
         }
     }
 }
@@ -110,14 +113,13 @@ impl AppState {
         } else {
             Arc::new(SilentNotifier)
         };
-        let helper = self.opts.helper.then(|| {
-            HelperOptions::new(
-                Some(self.opts.helper_port.unwrap_or(settings.port)),
-                settings.allowed_origins,
-            )
-        });
+        let helper = self
+            .opts
+            .helper
+            .then(|| HelperOptions::from_settings(&settings, self.opts.helper_port));
         let config = AgentConfig {
-            notifications: self.opts.notifications,
+            // (on: the settings' `[agent] notifications` decides, as they change)
+            notifications: (!self.opts.notifications).then_some(false),
             ..AgentConfig::default()
         };
         let host = Host::start(

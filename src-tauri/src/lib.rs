@@ -10,12 +10,17 @@
 //! first (starting the app again focuses the window), makes SIGTERM quit like the tray's
 //! Quit does, and stops the agent cleanly when the app exits.
 //!
+//! The window is created hidden and shown when its page has rendered ([`page_ready`]), so
+//! it never flashes empty; started at login ([`autostart::ARG`]) it stays in the tray.
+//!
 //! The CLI talks to the app's agent exactly as to `keyport agent` (the control socket), so
-//! a change made with the CLI reaches the window through the same subscription. Left out
-//! for now (issue 10, later steps): settings and autostart.
+//! a change made with the CLI reaches the window through the same subscription; the
+//! helper's own changes (paused, port, problems) reach the page as [`HELPER_EVENT`] and the
+//! tray's Pause helper item the same way.
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+pub mod autostart;
 pub mod clipboard;
 pub mod commands;
 pub mod host;
@@ -34,6 +39,11 @@ pub use host::{AppOptions, AppState, Hosted, UiError};
 pub const AGENT_EVENT: &str = "agent";
 /// The page event saying the agent could not start (an [`UiError`]).
 pub const AGENT_ERROR_EVENT: &str = "agent-error";
+/// The page event carrying the helper's status whenever it changes other than its counters
+/// (a `HelperInfo`: paused or resumed, a new port, a problem).
+pub const HELPER_EVENT: &str = "helper";
+/// If the page has not said it is ready by then, the window is shown anyway.
+const SHOW_AT_THE_LATEST: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Everything the app is, except the plugins that need a desktop session.
 pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
@@ -45,6 +55,7 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             commands::profiles::list_profiles,
             commands::profiles::show_profile,
             commands::profiles::delete_profile,
+            commands::profiles::reveal_secret,
             commands::profiles::presets,
             commands::profiles::check_profile,
             commands::profiles::add_profile,
@@ -53,6 +64,7 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             commands::tokens::test_profile,
             commands::tokens::inspect_token,
             commands::tokens::copy_header,
+            commands::tokens::reveal_token,
             commands::logins::login,
             commands::logins::cancel_login,
             commands::logins::open_login_page,
@@ -65,6 +77,10 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             commands::helper::revoke_helper_key,
             commands::helper::watch_access_log,
             commands::helper::unwatch_access_log,
+            commands::settings::settings,
+            commands::settings::save_settings,
+            commands::settings::pause_helper,
+            page_ready,
         ])
         .on_window_event(|window, event| {
             // Closing the window hides it to the tray; the agent keeps running.
@@ -83,8 +99,34 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
                 eprintln!("keyport: no tray icon ({e}); the window and the agent work without it");
             }
             tauri::async_runtime::spawn(follow(app.handle().clone()));
+            if !app.state::<AppState>().options().start_hidden {
+                let app = app.handle().clone();
+                tauri::async_runtime::spawn(async move {
+                    tokio::time::sleep(SHOW_AT_THE_LATEST).await;
+                    reveal(&app);
+                });
+            }
             Ok(())
         })
+}
+
+/// The page has rendered its first view: the window is shown (unless the app was started
+/// at login, to stay in the tray).
+#[tauri::command]
+async fn page_ready<R: Runtime>(
+    app: AppHandle<R>,
+    state: tauri::State<'_, AppState>,
+) -> Result<(), UiError> {
+    if !state.options().start_hidden {
+        reveal(&app);
+    }
+    Ok(())
+}
+
+/// Shows the main window the first time only (after that, showing is the user's call).
+fn reveal<R: Runtime>(app: &AppHandle<R>) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| show_main(app));
 }
 
 /// Starts the agent, then forwards its events to the page and the tray until it stops.
@@ -101,19 +143,32 @@ async fn follow<R: Runtime>(app: AppHandle<R>) {
             let _ = app.emit(AGENT_ERROR_EVENT, &e);
             tray::show(
                 &app,
-                tray::Summary {
-                    worst: Some(State::Error),
-                    text: format!("Keyport: {}", e.message),
-                },
+                tray::Summary::problem(format!("Keyport: {}", e.message)),
             );
             return;
         }
     };
+    if let Some(helper) = state.hosted().await.ok().and_then(|h| h.helper.clone()) {
+        tauri::async_runtime::spawn(follow_helper(app.clone(), helper));
+    }
     let mut states = BTreeMap::new();
     while let Some(ev) = sub.next().await {
         track(&mut states, &ev);
         let _ = app.emit(AGENT_EVENT, &ev);
         tray::show(&app, tray::Summary::of(&states));
+    }
+}
+
+/// Forwards the helper's changes (paused, port, problems) to the page and the tray.
+async fn follow_helper<R: Runtime>(app: AppHandle<R>, helper: keyport_core::helper::Helper) {
+    let mut changes = helper.watch();
+    loop {
+        let info = helper.status();
+        tray::show_paused(&app, info.paused);
+        let _ = app.emit(HELPER_EVENT, &info);
+        if changes.changed().await.is_err() {
+            return;
+        }
     }
 }
 
@@ -153,10 +208,13 @@ pub fn run() {
     // Open the core once: this also refuses keyring's in-memory mock. A failure is shown in
     // the window rather than crashing, so the user sees what to fix.
     let kp = Keyport::open().map_err(UiError::from);
-    // Single instance first: a second start focuses this window and exits.
+    // Single instance first: a second start focuses this window and exits (a start at
+    // login while the app runs changes nothing).
     let builder =
-        tauri::Builder::default().plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
-            show_main(app)
+        tauri::Builder::default().plugin(tauri_plugin_single_instance::init(|app, args, _cwd| {
+            if !args.iter().any(|a| a == autostart::ARG) {
+                show_main(app)
+            }
         }));
     let env_num = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     let defaults = AppOptions::default();
@@ -166,6 +224,7 @@ pub fn run() {
         // How long a copied key stays on the clipboard (tests: a short time).
         clipboard_clear: env_num("KEYPORT_CLIPBOARD_CLEAR_SECS")
             .map_or(defaults.clipboard_clear, std::time::Duration::from_secs),
+        start_hidden: std::env::args().any(|a| a == autostart::ARG),
         ..defaults
     };
     let app = configure(builder, AppState::new(kp, opts))

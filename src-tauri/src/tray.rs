@@ -1,13 +1,14 @@
 //! The tray icon, built in code: its colour is the worst state across the profiles, its
-//! tooltip and first menu line say how many profiles are in which state, and its menu has
-//! Open Keyport, Renew all and Quit.
+//! tooltip and first menu line say how many profiles are in which state, then the menu
+//! lists the profiles with their states (choosing one opens it in the window), and has
+//! Open Keyport, Renew all, Pause helper and Quit.
 //!
-//! Updates follow the agent's events (no timer polls anything) and are throttled: an
-//! unchanged summary is not sent again, and changes closer together than [`MIN_GAP`] are
-//! folded into one. The menu is built once and its items are updated in place (menus
+//! Updates follow the agent's events and the helper's changes (no timer polls anything)
+//! and are throttled: an unchanged summary is not sent again, and changes closer together
+//! than [`MIN_GAP`] are folded into one. The menu is built once and its items are updated
+//! in place, profile lines added or removed only when the profiles themselves change (menus
 //! replaced on Linux can go stale). Without a tray host (no StatusNotifierWatcher) the
-//! icon simply isn't shown: the app works the same. Left out for now: a per-profile menu
-//! and Pause helper.
+//! icon simply isn't shown: the app works the same.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -15,14 +16,20 @@ use std::time::{Duration, Instant};
 
 use keyport_core::agent::State;
 use tauri::image::Image;
-use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
+use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
-use tauri::{AppHandle, Manager, Runtime};
+use tauri::{AppHandle, Emitter, Manager, Runtime};
 
 use crate::AppState;
 
 /// The shortest time between two tray updates.
 pub const MIN_GAP: Duration = Duration::from_millis(250);
+/// Profiles listed in the menu; more are summed up in one line.
+pub const MAX_LISTED: usize = 15;
+/// The page event asking the window to show a profile (its name), from the tray's menu.
+pub const SELECT_EVENT: &str = "select-profile";
+/// The menu position of the first profile line (after the summary and a separator).
+const FIRST_PROFILE: usize = 2;
 
 /// How bad a state is, for the icon's colour (higher is worse).
 fn rank(s: State) -> u8 {
@@ -36,7 +43,7 @@ fn rank(s: State) -> u8 {
     }
 }
 
-fn label(s: State) -> &'static str {
+pub fn label(s: State) -> &'static str {
     match s {
         State::Valid => "valid",
         State::Refreshing => "refreshing",
@@ -52,6 +59,9 @@ fn label(s: State) -> &'static str {
 pub struct Summary {
     pub worst: Option<State>,
     pub text: String,
+    /// The menu's profile lines: (profile, line), at most [`MAX_LISTED`] and then one
+    /// line (with an empty name) for the rest.
+    pub lines: Vec<(String, String)>,
 }
 
 impl Summary {
@@ -81,7 +91,27 @@ impl Summary {
                 )
             }
         };
-        Summary { worst, text }
+        let mut lines: Vec<(String, String)> = states
+            .iter()
+            .take(MAX_LISTED)
+            .map(|(n, s)| (n.clone(), format!("{n}: {}", label(*s))))
+            .collect();
+        if states.len() > MAX_LISTED {
+            lines.push((
+                String::new(),
+                format!("… and {} more (Open Keyport)", states.len() - MAX_LISTED),
+            ));
+        }
+        Summary { worst, text, lines }
+    }
+
+    /// A summary with no profile lines: just one line saying what is wrong.
+    pub fn problem(text: String) -> Summary {
+        Summary {
+            worst: Some(State::Error),
+            text,
+            lines: Vec::new(),
+        }
     }
 }
 
@@ -130,7 +160,11 @@ struct Shown {
 /// The tray's handles, managed as app state.
 pub struct Tray<R: Runtime> {
     icon: TrayIcon<R>,
+    menu: Menu<R>,
     status: MenuItem<R>,
+    pause: CheckMenuItem<R>,
+    /// The profile lines in the menu, in order.
+    profiles: Mutex<Vec<(String, MenuItem<R>)>>,
     shown: Mutex<Shown>,
 }
 
@@ -139,9 +173,21 @@ pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
     let status = MenuItem::with_id(app, "status", "Keyport: starting", false, None::<&str>)?;
     let open = MenuItem::with_id(app, "open", "Open Keyport", true, None::<&str>)?;
     let renew = MenuItem::with_id(app, "renew_all", "Renew all", true, None::<&str>)?;
+    let pause = CheckMenuItem::with_id(app, "pause", "Pause helper", true, false, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit Keyport", true, None::<&str>)?;
-    let sep = PredefinedMenuItem::separator(app)?;
-    let menu = Menu::with_items(app, &[&status, &sep, &open, &renew, &quit])?;
+    let menu = Menu::with_items(
+        app,
+        &[
+            &status,
+            &PredefinedMenuItem::separator(app)?,
+            // (the profile lines go here)
+            &PredefinedMenuItem::separator(app)?,
+            &open,
+            &renew,
+            &pause,
+            &quit,
+        ],
+    )?;
     let icon = TrayIconBuilder::with_id("keyport")
         .icon(icon(None))
         .tooltip("Keyport")
@@ -150,17 +196,27 @@ pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
         .on_menu_event(|app, ev| match ev.id().as_ref() {
             "open" => crate::show_main(app),
             "renew_all" => renew_all(app.clone()),
+            "pause" => toggle_pause(app.clone()),
             "quit" => app.exit(0),
-            _ => {}
+            id => {
+                if let Some(name) = id.strip_prefix("profile:") {
+                    crate::show_main(app);
+                    let _ = app.emit(SELECT_EVENT, name);
+                }
+            }
         })
         .build(app)?;
     let first = Summary {
         worst: None,
         text: "Keyport: starting".into(),
+        lines: Vec::new(),
     };
     app.manage(Tray {
         icon,
+        menu,
         status,
+        pause,
+        profiles: Mutex::new(Vec::new()),
         shown: Mutex::new(Shown {
             summary: first.clone(),
             latest: first,
@@ -169,6 +225,26 @@ pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
         }),
     });
     Ok(())
+}
+
+/// Shows whether the helper is paused (its menu item's check mark).
+pub fn show_paused<R: Runtime>(app: &AppHandle<R>, paused: bool) {
+    if let Some(tray) = app.try_state::<Tray<R>>() {
+        if tray.pause.is_checked().ok() != Some(paused) {
+            let _ = tray.pause.set_checked(paused);
+        }
+    }
+}
+
+/// Pause helper: pauses or resumes the app's helper (the menu item's check mark follows
+/// the helper's own state, through [`show_paused`]).
+fn toggle_pause<R: Runtime>(app: AppHandle<R>) {
+    tauri::async_runtime::spawn(async move {
+        let state = app.state::<AppState>();
+        if let Some(h) = state.hosted().await.ok().and_then(|h| h.helper.as_ref()) {
+            h.set_paused(!h.status().paused);
+        }
+    });
 }
 
 /// Shows `summary` now, or folded into one update [`MIN_GAP`] after the last.
@@ -212,11 +288,43 @@ fn apply<R: Runtime>(tray: &Tray<R>) {
         return;
     }
     let latest = shown.latest.clone();
-    let _ = tray.icon.set_icon(Some(icon(latest.worst)));
+    if latest.worst != shown.summary.worst {
+        let _ = tray.icon.set_icon(Some(icon(latest.worst)));
+    }
     let _ = tray.icon.set_tooltip(Some(&latest.text));
     let _ = tray.status.set_text(&latest.text);
+    show_lines(tray, &latest.lines);
     shown.at = Some(Instant::now());
     shown.summary = latest;
+}
+
+/// Puts `lines` in the menu: texts changed in place while the profiles are the same ones,
+/// lines removed and added only when they are not.
+fn show_lines<R: Runtime>(tray: &Tray<R>, lines: &[(String, String)]) {
+    let mut items = tray.profiles.lock().unwrap_or_else(|e| e.into_inner());
+    let same = items.len() == lines.len() && items.iter().zip(lines).all(|((a, _), (b, _))| a == b);
+    if same {
+        for ((_, item), (_, text)) in items.iter().zip(lines) {
+            if item.text().ok().as_deref() != Some(text.as_str()) {
+                let _ = item.set_text(text);
+            }
+        }
+        return;
+    }
+    for (_, item) in items.drain(..) {
+        let _ = tray.menu.remove(&item);
+    }
+    let app = tray.icon.app_handle();
+    for (i, (name, text)) in lines.iter().enumerate() {
+        // (the summing-up line has no profile to open)
+        let id = format!("profile:{name}");
+        let Ok(item) = MenuItem::with_id(app, id, text, !name.is_empty(), None::<&str>) else {
+            continue;
+        };
+        if tray.menu.insert(&item, FIRST_PROFILE + i).is_ok() {
+            items.push((name.clone(), item));
+        }
+    }
 }
 
 /// Renews every profile, each in its own task (the agent renews each once however often

@@ -24,6 +24,8 @@ fn export_all(dir: &Path) {
         keyport_app::commands::profiles::Saved,
         keyport_app::commands::tokens::TestResult,
         keyport_app::commands::tokens::TokenDetails,
+        keyport_app::commands::tokens::Revealed,
+        keyport_app::commands::settings::Settings,
         keyport_app::commands::helper::Snippets,
         keyport_app::commands::helper::KeyChange,
         keyport_app::commands::helper::AccessBatch,

@@ -197,6 +197,10 @@ fn commands_answer_from_the_embedded_agent_and_errors_have_one_shape() {
     assert!(!k.to_string().contains("app-test-key-7c1d"));
     let e = invoke(&w, "inspect_token", json!({"name": "nope"})).unwrap_err();
     assert_eq!(e["kind"], "not_found");
+    // Reveal token: the token itself, on request, without its scheme word.
+    let r = invoke(&w, "reveal_token", json!({"name": "jwt"})).unwrap();
+    assert_eq!(r["value"], jwt.as_str(), "{r}");
+    assert_eq!(r["hide_after_secs"], 10);
 
     // Delete removes the profile (the window test checks the real keychain item goes too).
     invoke(&w, "delete_profile", json!({"name": "jwt"})).expect("delete");
@@ -476,6 +480,90 @@ fn commands_answer_from_the_embedded_agent_and_errors_have_one_shape() {
     let e = invoke(&w, "copy_header", json!({"name": "nope"})).unwrap_err();
     assert_eq!(e["kind"], "not_found", "{e}");
     assert_eq!(clip.read().unwrap(), line, "a refused copy copies nothing");
+
+    // Reveal: a secret, on request, with how soon the page masks it again.
+    let r = invoke(
+        &w,
+        "reveal_secret",
+        json!({"name": "pw", "field": "api_key"}),
+    )
+    .unwrap();
+    assert_eq!(
+        r,
+        json!({"value": "app-test-key-7c1d", "hide_after_secs": 10})
+    );
+    let e = invoke(
+        &w,
+        "reveal_secret",
+        json!({"name": "pw", "field": "base_url"}),
+    )
+    .unwrap_err();
+    assert_eq!(e["kind"], "invalid", "not a secret: {e}");
+
+    // Settings: saved to the config and put in force at once; a wrong one changes nothing.
+    let xdg = dir.path().join("xdg");
+    std::env::set_var("XDG_CONFIG_HOME", &xdg);
+    let before = invoke(&w, "settings", json!({})).expect("settings");
+    assert_eq!(
+        before,
+        json!({"notifications": true, "lead": 120, "port": 7137, "allowed_origins": [], "autostart": false})
+    );
+    let helper = tauri::async_runtime::block_on(state.hosted())
+        .unwrap()
+        .helper
+        .clone()
+        .unwrap();
+    let old_port = helper.status().port.unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let new_port = free.local_addr().unwrap().port();
+    let mut want = json!({
+        "notifications": false, "lead": 300, "port": new_port,
+        "allowed_origins": ["http://localhost:5173"], "autostart": true
+    });
+    // the port in use (held above): refused at its field, nothing saved, the helper stays
+    let e = invoke(&w, "save_settings", json!({"settings": want})).unwrap_err();
+    assert_eq!(e["field"], "port", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("in use"), "{e}");
+    assert_eq!(invoke(&w, "settings", json!({})).unwrap(), before);
+    assert_eq!(helper.status().port, Some(old_port));
+    drop(free);
+    want["allowed_origins"] = json!(["http://localhost:5173/"]);
+    let e = invoke(&w, "save_settings", json!({"settings": want})).unwrap_err();
+    assert_eq!(e["field"], "allowed_origins", "{e}");
+    assert_eq!(
+        helper.status().port,
+        Some(old_port),
+        "checked before moving"
+    );
+    want["allowed_origins"] = json!(["http://localhost:5173"]);
+    let saved = invoke(&w, "save_settings", json!({"settings": want})).expect("save_settings");
+    assert_eq!(saved, want);
+    assert_eq!(invoke(&w, "settings", json!({})).unwrap(), want);
+    assert_eq!(
+        helper.status().port,
+        Some(new_port),
+        "the helper moved at once"
+    );
+    let cfg = keyport(&config).load().unwrap();
+    assert_eq!((cfg.agent.lead, cfg.agent.notifications), (300, false));
+    let entry = std::fs::read_to_string(xdg.join("autostart/keyport.desktop")).unwrap();
+    assert!(entry.contains(" --autostarted\n"), "{entry}");
+    want["autostart"] = json!(false);
+    invoke(&w, "save_settings", json!({"settings": want})).expect("save_settings");
+    assert!(!xdg.join("autostart/keyport.desktop").exists());
+
+    // Pause: every request refused with Keyport's own kind, until resumed.
+    let info = invoke(&w, "pause_helper", json!({"paused": true})).expect("pause");
+    assert_eq!(info["paused"], true);
+    let r = http
+        .get(format!("http://127.0.0.1:{new_port}/pw/"))
+        .header("X-Keyport-Key", &new_default)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["x-keyport-error"], "helper_paused");
+    let info = invoke(&w, "pause_helper", json!({"paused": false})).expect("resume");
+    assert_eq!(info["paused"], false);
 
     // A command the capability does not grant is refused.
     assert!(invoke(&w, "plugin:event|emit", json!({"event": "x"})).is_err());

@@ -12,6 +12,8 @@ import type { KeyInfo } from "./bindings/KeyInfo";
 import type { ErrorInfo } from "./bindings/ErrorInfo";
 import type { HelperInfo } from "./bindings/HelperInfo";
 import type { PresetInfo } from "./bindings/PresetInfo";
+import type { Revealed } from "./bindings/Revealed";
+import type { Settings } from "./bindings/Settings";
 import type { ProfileRow } from "./bindings/ProfileRow";
 import type { Saved } from "./bindings/Saved";
 import type { ProfileStatus } from "./bindings/ProfileStatus";
@@ -24,6 +26,9 @@ export const api = {
   listProfiles: () => invoke<ProfileRow[]>("list_profiles"),
   showProfile: (name: string) => invoke<ProfileView>("show_profile", { name }),
   deleteProfile: (name: string) => invoke<null>("delete_profile", { name }),
+  // (a secret or token reaches the page only through these two, on a click: see Reveal)
+  revealSecret: (name: string, field: string) => invoke<Revealed>("reveal_secret", { name, field }),
+  revealToken: (name: string) => invoke<Revealed>("reveal_token", { name }),
   presets: () => invoke<PresetInfo[]>("presets"),
   checkProfile: (form: ProfileForm) => invoke<null>("check_profile", { form }),
   addProfile: (form: ProfileForm) => invoke<Saved>("add_profile", { form }),
@@ -47,6 +52,11 @@ export const api = {
   revokeHelperKey: (name: string) => invoke<KeyInfo[]>("revoke_helper_key", { name }),
   watchAccessLog: () => invoke<AccessEntry[]>("watch_access_log"),
   unwatchAccessLog: () => invoke<null>("unwatch_access_log"),
+  pauseHelper: (paused: boolean) => invoke<HelperInfo>("pause_helper", { paused }),
+  settings: () => invoke<Settings>("settings"),
+  saveSettings: (settings: Settings) => invoke<Settings>("save_settings", { settings }),
+  /** The first view is rendered: the app shows the window (created hidden, so it never flashes empty). */
+  pageReady: () => invoke<null>("page_ready"),
 };
 
 /** What the add / edit form sends (src-tauri's `ProfileForm`): empty values left out. */
@@ -61,6 +71,8 @@ export type ProfileForm = {
 export const AGENT_EVENT = "agent";
 export const AGENT_ERROR_EVENT = "agent-error";
 export const ACCESS_LOG_EVENT = "access-log";
+export const HELPER_EVENT = "helper";
+export const SELECT_EVENT = "select-profile";
 
 export function onAgentEvent(f: (ev: AgentEvent) => void): Promise<UnlistenFn> {
   return listen<AgentEvent>(AGENT_EVENT, (e) => f(e.payload));
@@ -68,6 +80,16 @@ export function onAgentEvent(f: (ev: AgentEvent) => void): Promise<UnlistenFn> {
 
 export function onAgentError(f: (e: ErrorInfo) => void): Promise<UnlistenFn> {
   return listen<ErrorInfo>(AGENT_ERROR_EVENT, (e) => f(e.payload));
+}
+
+/** The helper's status whenever it changes other than its counters (paused, port, problem). */
+export function onHelper(f: (info: HelperInfo) => void): Promise<UnlistenFn> {
+  return listen<HelperInfo>(HELPER_EVENT, (e) => f(e.payload));
+}
+
+/** A profile chosen in the tray's menu: show it. */
+export function onSelectProfile(f: (name: string) => void): Promise<UnlistenFn> {
+  return listen<string>(SELECT_EVENT, (e) => f(e.payload));
 }
 
 /** New access-log entries, while the helper panel watches the log. */

@@ -29,7 +29,7 @@ const LOG_START: usize = 200;
 /// Most entries in one batch (a burst beyond it is counted as missed).
 const LOG_BATCH_MAX: usize = 500;
 
-fn helper_of(hosted: &crate::Hosted) -> Result<&Helper, UiError> {
+pub(crate) fn helper_of(hosted: &crate::Hosted) -> Result<&Helper, UiError> {
     hosted.helper.as_ref().ok_or_else(|| {
         UiError::new(
             ErrorKind::Unavailable,

@@ -6,4 +6,5 @@
 pub mod helper;
 pub mod logins;
 pub mod profiles;
+pub mod settings;
 pub mod tokens;

@@ -68,6 +68,29 @@ pub async fn show_profile(
         .map_err(|e| keyport_core::Error::Internal(format!("show stopped ({e})")))??)
 }
 
+/// One secret of `name`, on the person's request (Reveal): one keychain read; the page
+/// masks it again after [`REVEAL_SECS`](super::tokens::REVEAL_SECS).
+#[tauri::command]
+pub async fn reveal_secret(
+    state: State<'_, AppState>,
+    name: String,
+    field: String,
+) -> Result<super::tokens::Revealed, UiError> {
+    let kp = state.keyport()?.clone();
+    let (n, f) = (name.clone(), field.clone());
+    let secret = tauri::async_runtime::spawn_blocking(move || kp.secret(&n, &f))
+        .await
+        .map_err(|e| keyport_core::Error::Internal(format!("reveal stopped ({e})")))??
+        .ok_or(keyport_core::Error::SecretNotSet {
+            profile: name,
+            field,
+        })?;
+    Ok(super::tokens::Revealed {
+        value: secret.expose().to_string(),
+        hide_after_secs: super::tokens::REVEAL_SECS,
+    })
+}
+
 /// Deletes `name`: its keychain items (secrets and token) first, then its config entry
 /// (the core's order: a keychain that refuses leaves the profile as it was); then tells
 /// the agent, whose `removed` event updates every window and `keyport status --watch`.

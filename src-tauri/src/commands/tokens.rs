@@ -124,6 +124,44 @@ pub async fn test_profile(
     })
 }
 
+/// A header value's scheme word (`Bearer`, `token`, `Basic`), if it has one, and the
+/// credential after it.
+fn split_scheme(value: &str) -> (Option<&str>, &str) {
+    match value.split_once(' ') {
+        Some((w, t)) if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphabetic()) => (Some(w), t),
+        _ => (None, value),
+    }
+}
+
+/// A secret or token shown on a person's request, and how soon the page masks it again.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct Revealed {
+    pub value: String,
+    pub hide_after_secs: u64,
+}
+
+/// How long a revealed value stays on screen.
+pub const REVEAL_SECS: u64 = 10;
+
+/// The token the agent serves for `name` (after the scheme word), for the inspector's
+/// Reveal. A Basic credential is the user's password, shown under Secrets instead.
+#[tauri::command]
+pub async fn reveal_token(state: State<'_, AppState>, name: String) -> Result<Revealed, UiError> {
+    let agent = &state.hosted().await?.agent;
+    let served = agent.credential(&name, 0).await?;
+    let (word, token) = split_scheme(served.credential.headers[0].1.expose());
+    if word.is_some_and(|w| w.eq_ignore_ascii_case("basic")) {
+        return Err(UiError::new(
+            ErrorKind::Invalid,
+            format!("{name} sends its username and password, not a token: reveal the password under Secrets"),
+        ));
+    }
+    Ok(Revealed {
+        value: token.to_string(),
+        hide_after_secs: REVEAL_SECS,
+    })
+}
+
 /// What the token inspector shows: the header the credential is sent in and what the token
 /// says about itself. Never the token.
 #[derive(Debug, Clone, Serialize, ts_rs::TS)]
@@ -167,14 +205,9 @@ pub async fn inspect_token(
         Lookup::Refused(_) => return Ok(TokenDetails::none()),
     };
     let (header, value) = &served.credential.headers[0];
-    let value = value.expose();
+    let (word, token) = split_scheme(value.expose());
+    let word = word.map(str::to_string);
     // Basic's base64 is the user's password, not a token: never decoded.
-    let (word, token) = match value.split_once(' ') {
-        Some((w, t)) if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphabetic()) => {
-            (Some(w.to_string()), t)
-        }
-        _ => (None, value),
-    };
     let inspection = if word
         .as_deref()
         .is_some_and(|w| w.eq_ignore_ascii_case("basic"))

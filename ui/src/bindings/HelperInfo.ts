@@ -15,7 +15,11 @@ url: string | null, socket: string | null,
 /**
  * Why it does not listen on TCP (or has no keys), in one line with what to do.
  */
-error: string | null, requests: number, refusals: number, 
+error: string | null, 
+/**
+ * Paused: every request is refused (503, `helper_paused`) until it is resumed.
+ */
+paused: boolean, requests: number, refusals: number, 
 /**
  * Keychain calls of the whole process so far (a proxied request makes none).
  */

@@ -1,5 +1,6 @@
 import { cleanup, fireEvent, render, screen, waitFor, within } from "@testing-library/preact";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { emit } from "@tauri-apps/api/event";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { ticking } from "../clock";
 import { Backend } from "../test/backend";
 import { row, status } from "../test/fixtures";
@@ -178,5 +179,46 @@ describe("the window", () => {
     expect(ticking()).toBe(true);
     cleanup();
     expect(ticking()).toBe(false);
+  });
+});
+
+describe("reveal and the app's own signals", () => {
+  it("reveals a secret on request and masks it again after the time the app gives", async () => {
+    vi.useFakeTimers({ shouldAdvanceTime: true });
+    try {
+      be.handlers.reveal_secret = ({ name, field }) => ({ value: `${name}-${field}-value`, hide_after_secs: 10 });
+      await loaded();
+      const cell = () => detail().querySelector<HTMLElement>('[data-secret="api_key"]')!;
+      expect(cell().textContent).not.toContain("value");
+      // (a secret that is not set has nothing to reveal)
+      expect(detail().querySelector('[data-secret="other"] button')).toBeNull();
+      fireEvent.click(within(cell()).getByRole("button", { name: "Reveal the api_key of beta" }));
+      await waitFor(() => expect(cell().querySelector(".revealed")!.textContent).toBe("beta-api_key-value"));
+      expect(be.calls.find(([c]) => c === "reveal_secret")![1]).toEqual({ name: "beta", field: "api_key" });
+      vi.advanceTimersByTime(9_000);
+      expect(cell().querySelector(".revealed")).not.toBeNull();
+      vi.advanceTimersByTime(1_500);
+      await waitFor(() => expect(cell().querySelector(".revealed")).toBeNull());
+      expect(cell().textContent).not.toContain("value");
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("tells the app when the first view is rendered, and shows a profile chosen in the tray", async () => {
+    await loaded();
+    await waitFor(() => expect(be.count("page_ready")).toBe(1));
+    await emit("select-profile", "zeta");
+    await waitFor(() => expect(detail().dataset.profile).toBe("zeta"));
+  });
+
+  it("follows the helper's changes: paused in the header's panel without asking", async () => {
+    await loaded();
+    fireEvent.click(document.querySelector<HTMLElement>('button[data-action="helper"]')!);
+    await waitFor(() => expect(document.querySelector("#helper-panel")).not.toBeNull());
+    expect(document.querySelector('#helper-panel [data-field="paused"]')).toBeNull();
+    await emit("helper", { port: 7313, url: "http://127.0.0.1:7313", socket: null, error: null, paused: true, requests: 0, refusals: 0, keychain_calls: 0 });
+    await waitFor(() => expect(document.querySelector('#helper-panel [data-field="paused"]')).not.toBeNull());
+    expect(document.querySelector('#helper-panel button[data-action="pause"]')!.textContent).toBe("Resume helper");
   });
 });

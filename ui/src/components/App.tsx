@@ -2,7 +2,7 @@
 // left, the selected profile on the right. The list follows the agent's events ("agent"):
 // no polling. No secret and no token ever reaches this page.
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { api, message, onAgentError, onAgentEvent } from "../api";
+import { api, message, onAgentError, onAgentEvent, onHelper, onSelectProfile } from "../api";
 import type { HelperInfo } from "../bindings/HelperInfo";
 import type { ProfileRow } from "../bindings/ProfileRow";
 import type { Saved } from "../bindings/Saved";
@@ -12,9 +12,10 @@ import { HelperPanel } from "./HelperPanel";
 import { ProfileDetail } from "./ProfileDetail";
 import { ProfileEditor } from "./ProfileEditor";
 import { ProfileList } from "./ProfileList";
+import { SettingsPanel } from "./SettingsPanel";
 
 /** What the right-hand pane shows. */
-type Mode = { kind: "view" } | { kind: "add" } | { kind: "edit"; row: ProfileRow } | { kind: "helper" };
+type Mode = { kind: "view" } | { kind: "add" } | { kind: "edit"; row: ProfileRow } | { kind: "helper" } | { kind: "settings" };
 
 export function App() {
   const [rows, setRows] = useState<Rows>(new Map());
@@ -78,6 +79,11 @@ export function App() {
           else if (next !== rowsRef.current) show(next);
         }),
         onAgentError((e) => setError(e.message)),
+        onHelper(setHelper),
+        onSelectProfile((name) => {
+          setSelected(name);
+          setMode({ kind: "view" });
+        }),
       ]);
       if (gone) subs.forEach((f) => f());
       else offs.push(...subs);
@@ -88,6 +94,8 @@ export function App() {
         setHelper(null);
       }
       setLoaded(true);
+      // (rendered: the app shows its window now, never empty)
+      requestAnimationFrame(() => void api.pageReady().catch(() => {}));
     })();
     return () => {
       gone = true;
@@ -126,6 +134,14 @@ export function App() {
         <HelperLine info={helper} open={mode.kind === "helper"} onOpen={() => setMode({ kind: "helper" })} />
         <button
           type="button"
+          data-action="settings"
+          aria-pressed={mode.kind === "settings"}
+          onClick={() => setMode({ kind: "settings" })}
+        >
+          Settings
+        </button>
+        <button
+          type="button"
           class="primary"
           data-action="add"
           aria-pressed={mode.kind === "add"}
@@ -140,9 +156,11 @@ export function App() {
         </p>
       )}
       <div class="panes">
-        <ProfileList rows={rows} selected={mode.kind === "add" || mode.kind === "helper" ? null : current} onSelect={select} />
+        <ProfileList rows={rows} selected={mode.kind === "view" || mode.kind === "edit" ? current : null} onSelect={select} />
         <main class="detail-pane">
-          {mode.kind === "helper" ? (
+          {mode.kind === "settings" ? (
+            <SettingsPanel onSaved={() => void api.helperInfo().then(setHelper, () => {})} />
+          ) : mode.kind === "helper" ? (
             <HelperPanel info={helper} profiles={order} onInfo={setHelper} />
           ) : mode.kind === "add" || mode.kind === "edit" ? (
             <ProfileEditor

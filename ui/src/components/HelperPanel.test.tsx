@@ -110,4 +110,23 @@ describe("the helper panel", () => {
     await waitFor(() => expect(document.getElementById("detail")).not.toBeNull());
     await waitFor(() => expect(be.count("unwatch_access_log")).toBe(1));
   });
+
+  it("pauses and resumes the helper", async () => {
+    let paused = false;
+    be.handlers.pause_helper = ({ paused: p }) => {
+      paused = p as boolean;
+      return { port: 7313, url: "http://127.0.0.1:7313", socket: null, error: null, paused, requests: 0, refusals: 0, keychain_calls: 0 };
+    };
+    await openPanel();
+    const button = () => q('#helper-panel button[data-action="pause"]');
+    expect(button().textContent).toBe("Pause helper");
+    fireEvent.click(button());
+    await waitFor(() => expect(q('#helper-panel [data-field="paused"]').textContent).toContain("helper_paused"));
+    expect(paused).toBe(true);
+    expect(button().textContent).toBe("Resume helper");
+    expect(button().getAttribute("aria-pressed")).toBe("true");
+    fireEvent.click(button());
+    await waitFor(() => expect(document.querySelector('#helper-panel [data-field="paused"]')).toBeNull());
+    expect(paused).toBe(false);
+  });
 });

@@ -65,6 +65,25 @@ export function HelperPanel({ info, profiles, onInfo }: Props) {
         <h2 id="helper-title">Loopback helper</h2>
       </header>
       {info?.error && <p class="banner bad" data-field="helper_error">{info.error}</p>}
+      {info?.paused && (
+        <p class="banner info" data-field="paused">
+          Paused: every request from a tool is refused (503, <code>helper_paused</code>) until you resume.
+        </p>
+      )}
+      <div class="actions">
+        <button
+          type="button"
+          data-action="pause"
+          aria-pressed={Boolean(info?.paused)}
+          onClick={() => void run(async () => {
+            const next = await api.pauseHelper(!info?.paused);
+            onInfo(next);
+            return next.paused ? "Paused: tools are refused until you resume." : "Resumed: tools are served again.";
+          })}
+        >
+          {info?.paused ? "Resume helper" : "Pause helper"}
+        </button>
+      </div>
       <dl class="facts">
         <dt>URL</dt>
         <dd data-field="url" class="mono">

@@ -1,10 +1,12 @@
 // The token inspector: what the token says about itself, decoded by the core and labelled
-// as unverified. The token itself never reaches the page.
+// as unverified. The token itself reaches the page only on Reveal, for a few seconds.
 import { Fragment } from "preact";
 import { useEffect, useRef } from "preact/hooks";
 import type { TokenDetails } from "../bindings/TokenDetails";
 import { useNow } from "../clock";
+import { api } from "../api";
 import { when } from "../model";
+import { Reveal } from "./Reveal";
 
 type Props = { name: string; details: TokenDetails | { error: string } };
 
@@ -54,6 +56,12 @@ export function Inspector({ name, details }: Props) {
             </Fragment>
           ))}
       </dl>
+      {!("error" in details) && details.inspection && details.scheme_word?.toLowerCase() !== "basic" && (
+        <p class="reveal-row">
+          <span class="note">The token itself: </span>
+          <Reveal id="token" what={`the token of ${name}`} fetch={() => api.revealToken(name)} />
+        </p>
+      )}
       {raw && (
         <details>
           <summary>Header and claims</summary>

@@ -1,5 +1,7 @@
-// One profile: its state and token times, settings and secrets (set or not, never their
-// values), actions, the commands that use it through the helper, and the token inspector.
+// One profile: its state and token times, settings and secrets (set or not; a value only
+// on Reveal, masked again after a few seconds), actions, the commands that use it through
+// the helper, and the token inspector.
+import { Fragment } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { api, message } from "../api";
 import type { ProfileRow } from "../bindings/ProfileRow";
@@ -12,6 +14,7 @@ import { Badge } from "./Badge";
 import { Countdown } from "./Countdown";
 import { DeleteButton } from "./DeleteButton";
 import { Inspector } from "./Inspector";
+import { Reveal } from "./Reveal";
 import { UseSnippets } from "./UseSnippets";
 
 type Props = {
@@ -178,7 +181,13 @@ export function ProfileDetail({ row, configRev, notice, login, onEdit, onGone }:
         ) : (
           <dl class="facts">
             {secrets.map(([k, set]) => (
-              <Fact key={k} k={k} field={`secret:${k}`} v={set ? "set" : "not set"} />
+              <Fragment key={k}>
+                <dt>{k}</dt>
+                <dd data-secret={k} class="secret">
+                  <span data-field={`secret:${k}`}>{set ? "set" : "not set"}</span>
+                  {set && <Reveal id={k} what={`the ${k} of ${name}`} fetch={() => api.revealSecret(name, k)} />}
+                </dd>
+              </Fragment>
             ))}
             <Fact k="Keychain item" field="keychain_item" v={view?.keychain_item} mono />
           </dl>

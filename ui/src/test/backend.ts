@@ -14,7 +14,8 @@ export class Backend {
   constructor(public rows: ProfileRow[]) {
     this.handlers = {
       list_profiles: () => this.rows,
-      helper_info: () => ({ port: 7313, url: "http://127.0.0.1:7313", socket: null, error: null, requests: 0, refusals: 0, keychain_calls: 0 }),
+      helper_info: () => ({ port: 7313, url: "http://127.0.0.1:7313", socket: null, error: null, paused: false, requests: 0, refusals: 0, keychain_calls: 0 }),
+      page_ready: () => null,
       show_profile: ({ name }) => ({
         name,
         preset: "patchworks-api-key",
