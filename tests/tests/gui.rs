@@ -318,7 +318,7 @@ fn the_app_hosts_the_agent_and_the_window_follows_it() {
     // The first profile is selected: its settings, and its secret as set, never its value.
     d.wait_for(&format!(
         "const d = document.getElementById('detail'); return d && d.dataset.profile === '{a}' \
-         && d.querySelector('dd[data-field=\"secret:api_secret\"]')?.textContent === 'set'"
+         && d.querySelector('[data-field=\"secret:api_secret\"]')?.textContent === 'set'"
     ));
     assert_eq!(
         d.script(

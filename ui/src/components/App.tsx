@@ -94,8 +94,6 @@ export function App() {
         setHelper(null);
       }
       setLoaded(true);
-      // (rendered: the app shows its window now, never empty)
-      requestAnimationFrame(() => void api.pageReady().catch(() => {}));
     })();
     return () => {
       gone = true;
@@ -110,7 +108,15 @@ export function App() {
     if (current !== selected) setSelected(current);
   }, [current, selected]);
   useEffect(() => {
-    document.body.dataset.loaded = String(loaded);
+    if (!loaded) return;
+    // Rendered (effects run after the DOM is updated): the app shows its window, created
+    // hidden so it never flashes empty. (No requestAnimationFrame: a hidden page gets none.)
+    void api
+      .pageReady()
+      .catch(() => {})
+      .finally(() => {
+        document.body.dataset.loaded = "true";
+      });
   }, [loaded]);
 
   const row = current !== null ? rows.get(current) : undefined;
