@@ -1001,3 +1001,280 @@ fn the_helper_panel_makes_a_scoped_key_that_curl_uses_until_it_is_revoked() {
     }
     drop(d);
 }
+
+/// The tray's menu as a tray host sees it (com.canonical.dbusmenu, through
+/// `tests/support/tray-menu.py`): `layout` lines, or a `click` on the item labelled so.
+fn tray_menu(item: &str, args: &[&str]) -> Vec<Value> {
+    let (bus, path) = item.split_at(item.find('/').expect("bus name, then the item's path"));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("support/tray-menu.py");
+    let out = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(args[0])
+        .args([bus, path])
+        .args(&args[1..])
+        .output()
+        .expect("python3 for tray-menu.py");
+    assert!(out.status.success(), "tray-menu.py {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The tray item this app registered after `before` records.
+fn tray_item(before: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let recs = tray_records();
+        if let Some(r) = recs[before..]
+            .iter()
+            .find(|r| r["method"] == "RegisterStatusNotifierItem")
+        {
+            return r["item"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no tray registration: {recs:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[ignore = "needs the app binary and tauri-driver: run ./scripts/test.sh, or cargo test -- --include-ignored"]
+fn the_tray_lists_the_profiles_opens_one_and_pauses_the_helper() {
+    require_session();
+    let _turn = one_app();
+    let app = bin("keyport-app");
+    let kp = Keyport::new();
+    let fake = Fake::start(Lifetimes::default());
+    let (imp, pw) = (unique("gui-tray-imp"), unique("gui-tray-pw"));
+    fake.add_improvado(&kp, &imp, 1800);
+    kp.add(&pw, "patchworks-api-key", &[], &[("api_key", "pw-tray-1")]);
+    let port = free_port();
+    let tray_before = tray_records().len();
+
+    let mut d = Driver::start(&kp, port);
+    d.open(&app);
+    d.wait_for("return document.body.dataset.loaded === 'true'");
+    let item = tray_item(tray_before);
+    let label = |l: &Value| l["label"].as_str().unwrap_or_default().to_string();
+    // The menu lists every profile with its state, then the app's actions.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let menu = loop {
+        let menu = tray_menu(&item, &["layout"]);
+        let labels: Vec<String> = menu.iter().map(label).collect();
+        if labels.contains(&format!("{imp}: valid")) && labels.contains(&format!("{pw}: valid")) {
+            break menu;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the profiles are not in the tray's menu: {labels:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let labels: Vec<String> = menu.iter().map(label).collect();
+    assert_eq!(
+        labels[1..],
+        [
+            format!("{imp}: valid"),
+            format!("{pw}: valid"),
+            "Open Keyport".into(),
+            "Renew all".into(),
+            "Pause helper".into(),
+            "Quit Keyport".into()
+        ],
+        "{menu:?}"
+    );
+    assert!(
+        labels[0].starts_with("Keyport: 2 profile(s), all valid"),
+        "{labels:?}"
+    );
+    let pause = menu.iter().find(|m| label(m) == "Pause helper").unwrap();
+    assert_eq!(pause["toggle_state"], 0, "{pause}");
+
+    // Pause helper from the tray: tools are refused with Keyport's own kind, the window
+    // says so at once.
+    let key = kp.run(&["helper", "key"]).ok().stdout.trim().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{port}/{imp}/datasources");
+    assert_eq!(curl_status(&url, &key, "GET", dir.path()), 200);
+    tray_menu(&item, &["click", "Pause helper"]);
+    d.click("button[data-action='helper']");
+    d.wait_for("return document.querySelector('#helper-panel [data-field=\"paused\"]') !== null");
+    assert_eq!(curl_status(&url, &key, "GET", dir.path()), 503);
+    let paused: Value =
+        serde_json::from_str(&kp.run(&["helper", "status", "--json"]).ok().stdout).unwrap();
+    assert_eq!(paused["paused"], true);
+    let checked = |want: i64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = tray_menu(&item, &["layout"]);
+            let p = m
+                .iter()
+                .find(|m| label(m) == "Pause helper")
+                .cloned()
+                .unwrap();
+            if p["toggle_state"] == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "Pause helper is not {want}: {p}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    checked(1);
+    // Resumed with the CLI: the window and the tray follow.
+    kp.run(&["helper", "resume"]).ok();
+    d.wait_for("return document.querySelector('#helper-panel [data-field=\"paused\"]') === null");
+    checked(0);
+    assert_eq!(curl_status(&url, &key, "GET", dir.path()), 200);
+
+    // Choosing a profile in the tray opens it in the window.
+    tray_menu(&item, &["click", &format!("{pw}: ")]);
+    d.wait_for(&format!(
+        "return document.getElementById('detail')?.dataset.profile === '{pw}'"
+    ));
+    // A profile added with the CLI gets its line.
+    let late = unique("gui-tray-late");
+    kp.add(
+        &late,
+        "patchworks-api-key",
+        &[],
+        &[("api_key", "pw-tray-2")],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !tray_menu(&item, &["layout"])
+        .iter()
+        .any(|m| label(m) == format!("{late}: valid"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{late} is not in the tray's menu"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(d);
+}
+
+#[test]
+#[ignore = "needs the app binary and tauri-driver: run ./scripts/test.sh, or cargo test -- --include-ignored"]
+fn settings_apply_at_once_and_a_short_token_expires_with_notifications() {
+    require_session();
+    let _turn = one_app();
+    let app = bin("keyport-app");
+    let kp = Keyport::new();
+    let fake = Fake::start(Lifetimes::default());
+    let imp = unique("gui-set-imp");
+    fake.add_improvado(&kp, &imp, 1800);
+    let xdg = kp.dir.path().join("xdg");
+    let xdg_s = xdg.display().to_string();
+    let mut d = Driver::start_with(&kp, 0, &[("XDG_CONFIG_HOME", xdg_s.as_str())]);
+    d.open(&app);
+    d.wait_for("return document.body.dataset.loaded === 'true'");
+
+    // Settings: every field at once, in force without a restart.
+    d.click("button[data-action='settings']");
+    d.element("#settings form");
+    assert_eq!(
+        d.script("return document.getElementById('s-lead').value"),
+        json!("120")
+    );
+    let port = free_port();
+    d.type_into("#s-lead", "8");
+    d.type_into("#s-port", &port.to_string());
+    d.type_into("#s-origins", "http://localhost:5173");
+    d.click("#s-autostart");
+    d.click("button[data-action='save-settings']");
+    d.wait_for("return document.querySelector('#settings .outcome').textContent === 'Saved: in force now.'");
+    let url = kp.run(&["helper", "url", &imp]).ok().stdout;
+    assert_eq!(url.trim(), format!("http://127.0.0.1:{port}/{imp}"));
+    d.wait_for(&format!(
+        "return document.getElementById('helper').textContent === 'Helper: http://127.0.0.1:{port}/PROFILE'"
+    ));
+    let cfg = std::fs::read_to_string(kp.config_file()).unwrap();
+    assert!(cfg.contains("[agent]") && cfg.contains("lead = 8"), "{cfg}");
+    assert!(cfg.contains(&format!("port = {port}")), "{cfg}");
+    let entry = std::fs::read_to_string(xdg.join("autostart/keyport.desktop")).unwrap();
+    assert!(entry.contains(" --autostarted\n"), "{entry}");
+    d.script("document.getElementById('settings').scrollIntoView(); return true");
+    d.screenshot("settings.png");
+
+    // A pasted token that expires in 14 s: valid, expiring within the new 8 s lead time,
+    // then expired; the window shows each state and the desktop is told twice.
+    let short = unique("gui-short");
+    let exp = (time::OffsetDateTime::now_utc() + time::Duration::seconds(14))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    kp.add(
+        &short,
+        "bearer",
+        &["--set", &format!("expires_at={exp}")],
+        &[("token", "pasted-tok-1d9e")],
+    );
+    let state = |want: &str| {
+        format!(
+            "return document.querySelector('#profiles li[data-profile=\"{short}\"]')?.dataset.state === '{want}'"
+        )
+    };
+    d.wait_for(&state("valid"));
+    d.select(&short);
+    d.wait_for(&state("expiring"));
+    let summaries = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let all: Vec<String> = notifications_for(&short)
+                .iter()
+                .map(|n| n["summary"].as_str().unwrap().to_string())
+                .collect();
+            if all.len() >= n {
+                return all;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} notifications for {short}: {all:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert_eq!(summaries(1), [format!("Keyport: {short} expires soon")]);
+
+    // Reveal the pasted token's secret: shown on request, hidden again on Hide.
+    d.click(&format!(
+        "#detail [data-secret='token'] button[aria-label='Reveal the token of {short}']"
+    ));
+    d.wait_for("return document.querySelector('#detail [data-secret=\"token\"] .revealed')?.textContent === 'pasted-tok-1d9e'");
+    d.click(&format!(
+        "#detail [data-secret='token'] button[aria-label='Hide the token of {short}']"
+    ));
+    d.wait_for("return document.querySelector('#detail .revealed') === null");
+
+    d.wait_for(&state("expired"));
+    assert_eq!(
+        summaries(2),
+        [
+            format!("Keyport: {short} expires soon"),
+            format!("Keyport: {short} expired")
+        ]
+    );
+    assert_eq!(d.text("#detail .badge"), json!("expired"));
+
+    // Copy header: the header a tool would send goes to the clipboard, not to the page.
+    d.select(&imp);
+    d.act("copy-header");
+    d.wait_for("return document.querySelector('#detail .outcome').textContent.startsWith('Copied the Authorization header of')");
+    let header = kp.run(&["header", &imp]).ok().stdout;
+    assert_eq!(clipboard().as_deref(), Some(header.trim()));
+    let html = d
+        .script("return document.documentElement.outerHTML")
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = header.trim().trim_start_matches("Authorization: Bearer ");
+    assert!(!html.contains(token), "the token reached the page");
+
+    // Autostart off again: the entry is gone.
+    d.click("button[data-action='settings']");
+    d.element("#settings form");
+    d.click("#s-autostart");
+    d.click("button[data-action='save-settings']");
+    d.wait_for("return document.querySelector('#settings .outcome').textContent === 'Saved: in force now.'");
+    assert!(!xdg.join("autostart/keyport.desktop").exists());
+    drop(d);
+}
