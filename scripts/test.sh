@@ -29,9 +29,10 @@ if cargo tree -p keyport-core -e normal,build --prefix none --locked | grep -iE 
   exit 1
 fi
 
-echo "== build binaries (the app through scripts/build-app.sh, as people build it)" >&2
+echo "== build binaries (the app through scripts/build-app.sh, as people build it) and the .deb" >&2
 scripts/build-app.sh >/dev/null
 cargo build --workspace --bins --locked
+scripts/build-deb.sh >/dev/null
 
 echo "== tests (headless session: private D-Bus, unlocked gnome-keyring, Xvfb)" >&2
 tests/support/headless-session.sh cargo test --workspace --locked -- --include-ignored

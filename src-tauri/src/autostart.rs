@@ -115,4 +115,23 @@ mod tests {
         assert_eq!(exec_quote("/a/$x"), "\"/a/\\\\$x\"");
         assert_eq!(exec_quote("/a/100%"), "\"/a/100%%\"");
     }
+
+    /// The entry passes the desktop-file validator (desktop-file-utils, which
+    /// scripts/install-deps.sh installs for the tests), with an odd install path too.
+    #[test]
+    fn the_entry_is_a_valid_desktop_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for exe in ["/usr/bin/keyport-app", "/opt/My Apps/keyport$1/keyport-app"] {
+            let path = dir.path().join(FILE);
+            std::fs::write(&path, entry(Path::new(exe))).unwrap();
+            let out = std::process::Command::new("desktop-file-validate")
+                .arg(&path)
+                .output()
+                .expect("desktop-file-validate (scripts/install-deps.sh installs it)");
+            assert!(
+                out.status.success() && out.stdout.is_empty(),
+                "{exe}: {out:?}"
+            );
+        }
+    }
 }
