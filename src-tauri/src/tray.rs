@@ -375,6 +375,31 @@ mod tests {
     }
 
     #[test]
+    fn the_menu_lists_each_profile_with_its_state_up_to_a_limit() {
+        let two = Summary::of(&states(&[("a", State::Valid), ("b", State::LoginRequired)]));
+        assert_eq!(
+            two.lines,
+            [
+                ("a".to_string(), "a: valid".to_string()),
+                ("b".to_string(), "b: login required".to_string())
+            ]
+        );
+        let names: Vec<String> = (0..MAX_LISTED + 3).map(|i| format!("p{i:02}")).collect();
+        let many: BTreeMap<String, State> =
+            names.iter().map(|n| (n.clone(), State::Valid)).collect();
+        let lines = Summary::of(&many).lines;
+        assert_eq!(lines.len(), MAX_LISTED + 1);
+        assert_eq!(
+            lines[MAX_LISTED - 1].1,
+            format!("p{:02}: valid", MAX_LISTED - 1)
+        );
+        assert_eq!(
+            lines[MAX_LISTED],
+            (String::new(), "… and 3 more (Open Keyport)".to_string())
+        );
+    }
+
+    #[test]
     fn the_icon_is_a_disc_coloured_by_the_worst_state() {
         let (ok, bad) = (icon(Some(State::Valid)), icon(Some(State::Expired)));
         assert_eq!((ok.width(), ok.height()), (32, 32));
