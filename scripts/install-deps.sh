@@ -14,8 +14,9 @@ packages=(
   dbus dbus-x11 gnome-keyring libsecret-tools
   # tests: headless desktop session, notification sink, app window driver
   xvfb xauth python3-dbus python3-gi webkit2gtk-driver at-spi2-core openssl xclip
-  # tests: the .deb's and the autostart entry's desktop files are checked with the validator
-  desktop-file-utils
+  # tests: the .deb's and the autostart entry's desktop files are checked with the validator;
+  # xdotool finds the app's window (to close it as a window manager would)
+  desktop-file-utils xdotool
   # tests: the real clients of the loopback helper (curl, Python requests, HTTPie, git)
   curl git python3-requests httpie
 )

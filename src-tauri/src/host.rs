@@ -69,6 +69,8 @@ pub struct AppState {
     /// Taken by [`AppState::stop`].
     host: Mutex<Option<Host>>,
     copier: Copier,
+    /// A profile chosen in the tray's menu while there was no window, for its page.
+    selection: Mutex<Option<String>>,
 }
 
 impl AppState {
@@ -80,6 +82,7 @@ impl AppState {
             opts,
             hosted: tokio::sync::OnceCell::new(),
             host: Mutex::new(None),
+            selection: Mutex::new(None),
         }
     }
 
@@ -89,6 +92,19 @@ impl AppState {
 
     pub fn copier(&self) -> &Copier {
         &self.copier
+    }
+
+    /// Remembers `name` for the next page to show first.
+    pub fn select(&self, name: &str) {
+        *self.selection.lock().unwrap_or_else(|e| e.into_inner()) = Some(name.to_string());
+    }
+
+    /// The profile a new page shows first, once.
+    pub fn take_selection(&self) -> Option<String> {
+        self.selection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     pub fn keyport(&self) -> Result<&Arc<Keyport>, UiError> {

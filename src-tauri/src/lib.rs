@@ -10,8 +10,10 @@
 //! first (starting the app again focuses the window), makes SIGTERM quit like the tray's
 //! Quit does, and stops the agent cleanly when the app exits.
 //!
-//! The window is created hidden and shown when its page has rendered ([`page_ready`]), so
-//! it never flashes empty; started at login ([`autostart::ARG`]) it stays in the tray.
+//! The window exists only while it is open: it is made hidden and shown when its page has
+//! rendered ([`page_ready`]), so it never flashes empty, and closing it destroys it with its
+//! WebKit processes while the app and its agent stay in the tray (an idle Keyport is one
+//! process). Started at login ([`autostart::ARG`]) it makes no window at all.
 //!
 //! The CLI talks to the app's agent exactly as to `keyport agent` (the control socket), so
 //! a change made with the CLI reaches the window through the same subscription; the
@@ -83,12 +85,11 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             page_ready,
         ])
         .on_window_event(|window, event| {
-            // Closing the window hides it to the tray; the agent keeps running.
-            if let WindowEvent::CloseRequested { api, .. } = event {
-                if window.label() == "main" {
-                    api.prevent_close();
-                    let _ = window.hide();
-                    // Nobody sees the access log now (the page watches again when shown).
+            // Closing the window leaves the app in the tray, the agent running; the window
+            // and its WebKit processes go (they are made again when it is opened).
+            if let WindowEvent::Destroyed = event {
+                if window.label() == MAIN {
+                    // Nobody sees the access log now (a new page watches again).
                     window.state::<commands::helper::LogWatch>().stop();
                 }
             }
@@ -100,33 +101,21 @@ pub fn configure<R: Runtime>(builder: tauri::Builder<R>, state: AppState) -> tau
             }
             tauri::async_runtime::spawn(follow(app.handle().clone()));
             if !app.state::<AppState>().options().start_hidden {
-                let app = app.handle().clone();
-                tauri::async_runtime::spawn(async move {
-                    tokio::time::sleep(SHOW_AT_THE_LATEST).await;
-                    reveal(&app);
-                });
+                show_main(app.handle());
             }
             Ok(())
         })
 }
 
-/// The page has rendered its first view: the window is shown (unless the app was started
-/// at login, to stay in the tray).
+/// The page has rendered its first view: its window is shown. Answers the profile to show
+/// first, if one was chosen in the tray's menu before the window was there.
 #[tauri::command]
 async fn page_ready<R: Runtime>(
-    app: AppHandle<R>,
+    window: tauri::WebviewWindow<R>,
     state: tauri::State<'_, AppState>,
-) -> Result<(), UiError> {
-    if !state.options().start_hidden {
-        reveal(&app);
-    }
-    Ok(())
-}
-
-/// Shows the main window the first time only (after that, showing is the user's call).
-fn reveal<R: Runtime>(app: &AppHandle<R>) {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| show_main(app));
+) -> Result<Option<String>, UiError> {
+    present(&window);
+    Ok(state.take_selection())
 }
 
 /// Starts the agent, then forwards its events to the page and the tray until it stops.
@@ -192,12 +181,49 @@ fn track(states: &mut BTreeMap<String, State>, ev: &AgentEvent) {
     }
 }
 
-/// Shows, unminimizes and focuses the main window.
+/// The main window's label.
+pub const MAIN: &str = "main";
+
+/// Shows the main window, making it when there is none (it is made hidden and shown when
+/// its page has rendered, so it never flashes empty; at the latest after
+/// [`SHOW_AT_THE_LATEST`]).
 pub fn show_main<R: Runtime>(app: &AppHandle<R>) {
-    if let Some(w) = app.get_webview_window("main") {
-        let _ = w.unminimize();
-        let _ = w.show();
-        let _ = w.set_focus();
+    if let Some(w) = app.get_webview_window(MAIN) {
+        present(&w);
+        return;
+    }
+    let Some(config) = app.config().app.windows.iter().find(|w| w.label == MAIN) else {
+        return;
+    };
+    match tauri::WebviewWindowBuilder::from_config(app, config).and_then(|b| b.build()) {
+        Ok(w) => {
+            tauri::async_runtime::spawn(async move {
+                tokio::time::sleep(SHOW_AT_THE_LATEST).await;
+                if matches!(w.is_visible(), Ok(false)) {
+                    present(&w);
+                }
+            });
+        }
+        Err(e) => eprintln!("keyport: cannot open the window ({e})"),
+    }
+}
+
+/// Shows `w` in front.
+fn present<R: Runtime>(w: &tauri::WebviewWindow<R>) {
+    let _ = w.unminimize();
+    let _ = w.show();
+    let _ = w.set_focus();
+}
+
+/// Opens the window on profile `name` (the tray's menu): the page shows it when it is
+/// there, or asks for it when it is made.
+pub fn show_profile<R: Runtime>(app: &AppHandle<R>, name: &str) {
+    if app.get_webview_window(MAIN).is_some() {
+        show_main(app);
+        let _ = app.emit(tray::SELECT_EVENT, name);
+    } else {
+        app.state::<AppState>().select(name);
+        show_main(app);
     }
 }
 
@@ -249,10 +275,13 @@ pub fn run() {
             }
         });
     }
-    app.run(|app, event| {
-        if let tauri::RunEvent::Exit = event {
-            tauri::async_runtime::block_on(app.state::<AppState>().stop());
-        }
+    app.run(|app, event| match event {
+        // The window closed: the app stays in the tray (Quit and SIGTERM exit with a code).
+        tauri::RunEvent::ExitRequested {
+            code: None, api, ..
+        } => api.prevent_exit(),
+        tauri::RunEvent::Exit => tauri::async_runtime::block_on(app.state::<AppState>().stop()),
+        _ => {}
     });
 }
 

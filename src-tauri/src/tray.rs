@@ -18,7 +18,7 @@ use keyport_core::agent::State;
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
-use tauri::{AppHandle, Emitter, Manager, Runtime};
+use tauri::{AppHandle, Manager, Runtime};
 
 use crate::AppState;
 
@@ -200,8 +200,7 @@ pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
             "quit" => app.exit(0),
             id => {
                 if let Some(name) = id.strip_prefix("profile:") {
-                    crate::show_main(app);
-                    let _ = app.emit(SELECT_EVENT, name);
+                    crate::show_profile(app, name);
                 }
             }
         })

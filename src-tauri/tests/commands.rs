@@ -565,6 +565,11 @@ fn commands_answer_from_the_embedded_agent_and_errors_have_one_shape() {
     let info = invoke(&w, "pause_helper", json!({"paused": false})).expect("resume");
     assert_eq!(info["paused"], false);
 
+    // The page's first view: it gets the profile chosen in the tray that opened it, once.
+    state.select("pw");
+    assert_eq!(invoke(&w, "page_ready", json!({})).unwrap(), json!("pw"));
+    assert_eq!(invoke(&w, "page_ready", json!({})).unwrap(), Value::Null);
+
     // A command the capability does not grant is refused.
     assert!(invoke(&w, "plugin:event|emit", json!({"event": "x"})).is_err());
 

@@ -1150,7 +1150,60 @@ fn the_tray_lists_the_profiles_opens_one_and_pauses_the_helper() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Closing the window (as its close button does) leaves Keyport in the tray: the agent
+    // and the helper run on, the window and its web process are gone. Open Keyport in the
+    // tray makes the window again.
+    let pid = agent_pid(&kp).expect("the app hosts the agent");
+    let web_process = || {
+        Command::new("pgrep")
+            .args(["-P", &pid.to_string(), "WebKitWebProces"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(web_process());
+    let window = keyport_window().expect("the window is shown");
+    let close = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("support/close-window.py");
+    let out = Command::new("/usr/bin/python3")
+        .arg(&close)
+        .arg(&window)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    eventually("the window's web process to go", || !web_process());
+    assert_eq!(keyport_window(), None, "no window is shown");
+    assert_eq!(agent_pid(&kp), Some(pid), "the app runs on");
+    assert!(kp.run(&["status"]).ok().stdout.contains(&imp));
+    assert_eq!(
+        curl_status(&url, &key, "GET", dir.path()),
+        200,
+        "the helper runs on"
+    );
+    tray_menu(&item, &["click", "Open Keyport"]);
+    eventually("the window again", || {
+        keyport_window().is_some() && web_process()
+    });
     drop(d);
+}
+
+/// The id of the shown window named Keyport, if there is one (xdotool).
+fn keyport_window() -> Option<String> {
+    let out = Command::new("xdotool")
+        .args(["search", "--onlyvisible", "--name", "^Keyport$"])
+        .output()
+        .expect("xdotool (scripts/install-deps.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().next().map(str::to_string)
+}
+
+/// Waits (20 s at most) until `f` holds.
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -55,8 +55,9 @@ export const api = {
   pauseHelper: (paused: boolean) => invoke<HelperInfo>("pause_helper", { paused }),
   settings: () => invoke<Settings>("settings"),
   saveSettings: (settings: Settings) => invoke<Settings>("save_settings", { settings }),
-  /** The first view is rendered: the app shows the window (created hidden, so it never flashes empty). */
-  pageReady: () => invoke<null>("page_ready"),
+  /** The first view is rendered: the app shows the window (made hidden, so it never flashes
+   * empty). Answers the profile chosen in the tray's menu that opened the window, if any. */
+  pageReady: () => invoke<string | null>("page_ready"),
 };
 
 /** What the add / edit form sends (src-tauri's `ProfileForm`): empty values left out. */

@@ -205,6 +205,13 @@ describe("reveal and the app's own signals", () => {
     }
   });
 
+  it("opens on the profile chosen in the tray that opened the window", async () => {
+    be.handlers.page_ready = () => "zeta";
+    await loaded();
+    await waitFor(() => expect(detail().dataset.profile).toBe("zeta"));
+    expect(be.count("page_ready")).toBe(1);
+  });
+
   it("tells the app when the first view is rendered, and shows a profile chosen in the tray", async () => {
     await loaded();
     await waitFor(() => expect(be.count("page_ready")).toBe(1));

@@ -113,6 +113,12 @@ export function App() {
     // hidden so it never flashes empty. (No requestAnimationFrame: a hidden page gets none.)
     void api
       .pageReady()
+      .then((chosen) => {
+        if (chosen) {
+          setSelected(chosen);
+          setMode({ kind: "view" });
+        }
+      })
       .catch(() => {})
       .finally(() => {
         document.body.dataset.loaded = "true";
