@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use keyport_system_tests::fakes::{Fake, Lifetimes};
+use keyport_system_tests::oidc::eventually;
 use keyport_system_tests::*;
 use serde_json::{json, Value};
 
@@ -1195,15 +1196,6 @@ fn keyport_window() -> Option<String> {
         .expect("xdotool (scripts/install-deps.sh installs it)");
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines().next().map(str::to_string)
-}
-
-/// Waits (20 s at most) until `f` holds.
-fn eventually(what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -296,6 +296,16 @@ impl Setup {
         name
     }
 
+    /// A pasted bearer token (`bearer`) that expires `secs_left` after the start.
+    fn pasted(&self, secs_left: i64) -> String {
+        let name = unique("pasted");
+        let exp = (self.t0 + secs(secs_left))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        self.add(&name, "bearer", &[("expires_at", &exp)], &[("token", "t")]);
+        name
+    }
+
     fn config() -> AgentConfig {
         AgentConfig {
             lead: Some(Duration::from_secs(10)),
@@ -417,16 +427,7 @@ async fn renews_at_about_two_thirds_of_the_lifetime_by_the_clock() {
 async fn after_a_clock_jump_what_became_due_runs_at_once() {
     let s = setup(3600);
     let name = s.patchworks();
-    let pasted = unique("pasted");
-    let exp = (s.t0 + secs(600))
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    s.add(
-        &pasted,
-        "bearer",
-        &[("expires_at", &exp)],
-        &[("token", "t")],
-    );
+    let pasted = s.pasted(600);
     let agent = s.start();
     let h = agent.handle();
     let mut sub = h.subscribe().await.unwrap();
@@ -453,16 +454,7 @@ async fn after_a_clock_jump_what_became_due_runs_at_once() {
 async fn the_configs_agent_settings_are_followed_as_they_change() {
     let s = setup(3600);
     let name = s.patchworks();
-    let pasted = unique("pasted");
-    let exp = (s.t0 + secs(600))
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    s.add(
-        &pasted,
-        "bearer",
-        &[("expires_at", &exp)],
-        &[("token", "t")],
-    );
+    let pasted = s.pasted(600);
     // Nothing fixed by a command line: the config's [agent] settings decide.
     s.kp.save_settings(
         crate::config::AgentSettings {
