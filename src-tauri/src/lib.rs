@@ -218,13 +218,10 @@ fn present<R: Runtime>(w: &tauri::WebviewWindow<R>) {
 /// Opens the window on profile `name` (the tray's menu): the page shows it when it is
 /// there, or asks for it when it is made.
 pub fn show_profile<R: Runtime>(app: &AppHandle<R>, name: &str) {
-    if app.get_webview_window(MAIN).is_some() {
-        show_main(app);
-        let _ = app.emit(tray::SELECT_EVENT, name);
-    } else {
-        app.state::<AppState>().select(name);
-        show_main(app);
-    }
+    // Both: a page that is there follows the event, one still loading asks at page_ready.
+    app.state::<AppState>().select(name);
+    show_main(app);
+    let _ = app.emit(tray::SELECT_EVENT, name);
 }
 
 /// The desktop app.
@@ -234,9 +231,8 @@ pub fn run() {
     // Set before WebKit starts (no other thread runs yet); its processes inherit them.
     #[cfg(target_os = "linux")]
     for (var, value) in WEBKIT_ENV {
-        if std::env::var_os(var).is_none() {
-            std::env::set_var(var, value);
-        }
+        // (not for the browser Keyport opens: it is the user's)
+        keyport_core::process::set_own_env(var, value);
     }
     // Open the core once: this also refuses keyring's in-memory mock. A failure is shown in
     // the window rather than crashing, so the user sees what to fix.

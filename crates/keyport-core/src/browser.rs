@@ -36,7 +36,7 @@ pub fn open(url: &str) -> Opened {
             let Some(prog) = words.next() else {
                 return Opened::NoBrowser;
             };
-            let mut c = Command::new(prog);
+            let mut c = crate::process::user_command(prog);
             c.args(words);
             c
         }
@@ -57,15 +57,15 @@ pub fn open(url: &str) -> Opened {
 
 fn platform_opener() -> Option<Command> {
     if cfg!(target_os = "macos") {
-        Some(Command::new("open"))
+        Some(crate::process::user_command("open"))
     } else if cfg!(windows) {
         // Not `cmd /C start`: cmd would split the URL at every '&'.
-        let mut c = Command::new("rundll32");
+        let mut c = crate::process::user_command("rundll32");
         c.arg("url.dll,FileProtocolHandler");
         Some(c)
     } else if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
     {
-        Some(Command::new("xdg-open"))
+        Some(crate::process::user_command("xdg-open"))
     } else {
         None
     }
