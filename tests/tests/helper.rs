@@ -973,7 +973,26 @@ fn a_paused_helper_refuses_everything_until_resumed() {
     let h = serve(&kp);
     let url = format!("{}/{name}/echo", h.url);
     assert_eq!(get(&url, &h.key).0, 200);
+    // A keep-alive connection open when the helper pauses is ended: nothing under way
+    // goes on.
+    let mut open = TcpStream::connect(("127.0.0.1", h.port)).unwrap();
+    open.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let ask = format!(
+        "GET /{name}/echo HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nX-Keyport-Key: {}\r\n\r\n",
+        h.port, h.key
+    );
+    open.write_all(ask.as_bytes()).unwrap();
+    let mut first = [0u8; 12];
+    open.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
     kp.run(&["helper", "pause"]).ok();
+    // (the rest of the answer, then the end; a connection left open would time out)
+    let ended = open.read_to_end(&mut Vec::new());
+    assert!(
+        ended.is_ok(),
+        "the connection open at the pause goes on: {ended:?}"
+    );
     let seen = api.log().len();
     let (status, body) = get(&url, &h.key);
     assert_eq!(status, 503, "{body}");
@@ -1004,14 +1023,14 @@ fn a_hand_edit_of_the_helper_settings_applies_on_sighup() {
     let kp = Keyport::new();
     let name = unique("hup");
     add_frappe(&kp, &name, &api.url);
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (a, b) = (free(), free());
+    // Both held until used, so they differ and stay free meanwhile.
+    let hold_a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hold_b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (a, b) = (
+        hold_a.local_addr().unwrap().port(),
+        hold_b.local_addr().unwrap().port(),
+    );
+    drop(hold_a);
     let file = kp.config_file();
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, format!("{text}\n[helper]\nport = {a}\n")).unwrap();
@@ -1053,6 +1072,7 @@ fn a_hand_edit_of_the_helper_settings_applies_on_sighup() {
         ),
     )
     .unwrap();
+    drop(hold_b);
     Command::new("kill")
         .args(["-HUP", &agent.child.id().to_string()])
         .status()

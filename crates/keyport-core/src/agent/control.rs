@@ -378,16 +378,13 @@ mod unix {
                     .map(|h| Response::Helper { info: h.status() })
                     .ok_or_else(super::no_helper),
             ),
-            Request::HelperPause { paused } => answer(
-                services
-                    .helper
-                    .as_ref()
-                    .map(|h| {
-                        h.set_paused(paused);
-                        Response::Helper { info: h.status() }
-                    })
-                    .ok_or_else(super::no_helper),
-            ),
+            Request::HelperPause { paused } => {
+                let Some(h) = services.helper.as_ref() else {
+                    return answer(Err(super::no_helper()));
+                };
+                h.set_paused(paused).await;
+                Response::Helper { info: h.status() }
+            }
             Request::HelperKey { action } => {
                 let Some(h) = services.helper.as_ref() else {
                     return answer(Err(super::no_helper()));

@@ -21,8 +21,8 @@
 //! The parts: [`front`] reads a tool's requests (plain HTTP/1.1 itself, the rest through
 //! hyper's server), [`guard`] decides who may ask what, [`proxy`] forwards, [`upstream`] knows
 //! where and keeps the pooled clients, [`keys`] stores the keys, [`log`] is the access log.
-//! Left out on purpose: the CLI, and changing the port or origins of a running helper
-//! (restart the agent).
+//! A running helper takes a new port, new origins ([`Helper::reload`], [`Helper::set_port`])
+//! and a pause ([`Helper::set_paused`]) without a restart. Left out on purpose: the CLI.
 
 pub mod front;
 pub mod guard;
@@ -137,6 +137,7 @@ pub struct HelperInfo {
     /// Why it does not listen on TCP (or has no keys), in one line with what to do.
     pub error: Option<String>,
     /// Paused: every request is refused (503, `helper_paused`) until it is resumed.
+    #[serde(default)]
     pub paused: bool,
     pub requests: u64,
     pub refusals: u64,
@@ -216,6 +217,9 @@ pub(crate) struct Shared {
     pub(crate) paused: AtomicBool,
     /// Told whenever [`HelperInfo`] changes other than its counters (port, error, paused).
     changed: tokio::sync::watch::Sender<()>,
+    /// Held while the serving threads are stopped or started again (a port move, a pause,
+    /// the stop): one at a time. `true` once stopped for good.
+    serving: tokio::sync::Mutex<bool>,
     /// How it was started: serving threads, load callback, whether the port follows the
     /// config.
     opts: HelperOptions,
@@ -331,6 +335,7 @@ impl Helper {
             problems: Mutex::new(BTreeMap::new()),
             paused: AtomicBool::new(false),
             changed: tokio::sync::watch::Sender::new(()),
+            serving: tokio::sync::Mutex::new(false),
             opts: opts.clone(),
         });
         let helper = Helper { sh };
@@ -406,7 +411,12 @@ impl Helper {
     /// error (in one line, saying what to do) and the helper stays where it was. The
     /// serving threads start again, so connections open at the time end (tools reconnect).
     pub async fn set_port(&self, port: u16) -> Result<()> {
+        let stopped = self.sh.serving.lock().await;
+        if *stopped {
+            return Err(Error::Agent("the helper has stopped".into()));
+        }
         if self.status().port == Some(port) && port != 0 {
+            self.problem("tcp", None);
             return Ok(());
         }
         let (ls, port) = bind_tcp(port).map_err(|e| {
@@ -428,6 +438,7 @@ impl Helper {
         self.listening_on(Some(port));
         self.problem("tcp", None);
         self.serve_all();
+        drop(stopped);
         Ok(())
     }
 
@@ -437,8 +448,16 @@ impl Helper {
     }
 
     /// Pauses (every request refused with 503 `helper_paused`, said in the log) or resumes.
-    pub fn set_paused(&self, paused: bool) {
-        self.sh.paused.store(paused, Ordering::Relaxed);
+    /// Pausing also ends the connections open at the time (the serving threads start
+    /// again), so no transfer or WebSocket already under way goes on.
+    pub async fn set_paused(&self, paused: bool) {
+        let stopped = self.sh.serving.lock().await;
+        let was = self.sh.paused.swap(paused, Ordering::Relaxed);
+        if paused && !was && !*stopped {
+            self.stop_threads().await;
+            self.serve_all();
+        }
+        drop(stopped);
         self.info(|i| i.paused = paused);
     }
 
@@ -559,6 +578,8 @@ impl Helper {
 
     /// Stops serving: listeners close, connections end, the threads are joined.
     pub async fn stop(&self) {
+        let mut stopped = self.sh.serving.lock().await;
+        *stopped = true;
         self.stop_threads().await;
         lock(&self.sh.listening).clear();
         #[cfg(unix)]
