@@ -49,10 +49,30 @@ pub fn set(on: bool) -> Result<(), String> {
         };
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot tell where Keyport is ({e})"))?;
+    let exe = exe_for_entry(&exe)?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| fail("create the folder of", e))?;
     }
-    std::fs::write(&path, entry(&exe)).map_err(|e| fail("write", e))
+    std::fs::write(&path, entry(Path::new(exe))).map_err(|e| fail("write", e))
+}
+
+/// The path to start: text without control characters (a line break would add lines to the
+/// entry), and without the ` (deleted)` Linux adds to the running binary's path when a
+/// package upgrade replaced it (the new one is at the same place).
+fn exe_for_entry(exe: &Path) -> Result<&str, String> {
+    let text = exe.to_str().ok_or_else(|| {
+        format!(
+            "Keyport's path is not text ({}): start at login cannot name it",
+            exe.display()
+        )
+    })?;
+    let text = text.strip_suffix(" (deleted)").unwrap_or(text);
+    if text.chars().any(char::is_control) {
+        return Err(format!(
+            "Keyport's path has a control character ({text:?}): start at login cannot name it"
+        ));
+    }
+    Ok(text)
 }
 
 /// The desktop entry that starts `exe` hidden.
@@ -104,6 +124,17 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("\nType=Application\n"), "{e}");
+    }
+
+    #[test]
+    fn paths_that_cannot_be_named_are_refused_and_a_replaced_binary_is_named_again() {
+        assert_eq!(
+            exe_for_entry(Path::new("/usr/bin/keyport-app (deleted)")),
+            Ok("/usr/bin/keyport-app")
+        );
+        let e = exe_for_entry(Path::new("/tmp/x\nExec=evil")).unwrap_err();
+        assert!(e.contains("control character"), "{e}");
+        assert!(exe_for_entry(Path::new("/opt/a\tb")).is_err());
     }
 
     #[test]

@@ -236,12 +236,14 @@ pub fn show_paused<R: Runtime>(app: &AppHandle<R>, paused: bool) {
 }
 
 /// Pause helper: pauses or resumes the app's helper (the menu item's check mark follows
-/// the helper's own state, through [`show_paused`]).
+/// the helper's own state, through [`show_paused`]; without a helper it stays clear).
 fn toggle_pause<R: Runtime>(app: AppHandle<R>) {
     tauri::async_runtime::spawn(async move {
         let state = app.state::<AppState>();
-        if let Some(h) = state.hosted().await.ok().and_then(|h| h.helper.as_ref()) {
-            h.set_paused(!h.status().paused);
+        match state.hosted().await.ok().and_then(|h| h.helper.as_ref()) {
+            Some(h) => h.set_paused(!h.status().paused).await,
+            // (the menu ticked its item itself: untick it)
+            None => show_paused(&app, false),
         }
     });
 }

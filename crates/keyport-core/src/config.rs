@@ -37,9 +37,10 @@ pub struct Config {
 /// The longest lead time: a day (a longer one would renew every token as soon as it came).
 pub const MAX_LEAD_SECS: u64 = 24 * 3600;
 
-/// `[agent]`: how the agent renews and notifies. A running agent applies a change at once
-/// (it re-reads the file whenever the config changes); `keyport agent --lead` and
-/// `--no-notifications` override these for that agent.
+/// `[agent]`: how the agent renews and notifies. A running agent puts a change in force
+/// when it is told the file changed (the app's Settings, a `keyport` command, SIGHUP after
+/// a hand edit); `keyport agent --lead` and `--no-notifications` override these for that
+/// agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSettings {
@@ -88,7 +89,7 @@ impl AgentSettings {
     }
 }
 
-/// `[helper]`: the loopback helper's settings (read when the agent starts).
+/// `[helper]`: the loopback helper's settings (put in force as `[agent]`'s are).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HelperSettings {

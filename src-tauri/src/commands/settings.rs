@@ -3,8 +3,9 @@
 //! login ([`crate::autostart`]); and pausing the helper (for this run of the agent).
 //!
 //! A new helper port is bound before anything is written, so a port in use is said at its
-//! field and changes nothing. The CLI's `keyport agent --lead`/`--no-notifications` do not
-//! apply to the app: its agent always follows these settings.
+//! field and changes nothing; the old port is let go, so tools still using it fail until
+//! they are given the new URL. The CLI's `keyport agent --lead`/`--no-notifications` do
+//! not apply to the app: its agent always follows these settings.
 
 use keyport_core::config::{AgentSettings, HelperSettings};
 use keyport_core::helper::HelperInfo;
@@ -42,9 +43,12 @@ pub async fn settings(state: State<'_, AppState>) -> Result<Settings, UiError> {
     })
 }
 
-/// Checks and saves `new`, then puts it in force: the agent reschedules for the new lead
-/// time, the helper moves to the new port and allows the new origins. Answers the settings
-/// as saved. On an error (with the field it is about) nothing was changed.
+/// Checks and saves `settings`, then puts them in force: the agent reschedules for the new
+/// lead time, the helper allows the new origins and, when the port was changed here, moves
+/// to it (a port fixed at start, by `KEYPORT_HELPER_PORT`, stays until the user picks
+/// another one). Answers the settings as saved. On an error, with the field it is about,
+/// nothing was changed: start at login goes first and is undone, the new port is bound
+/// before anything is written and given up again if the write fails.
 #[tauri::command]
 pub async fn save_settings(
     state: State<'_, AppState>,
@@ -61,36 +65,56 @@ pub async fn save_settings(
     };
     agent.check()?;
     helper_settings.check()?;
+    let before = kp.load()?.helper;
     let hosted = state.hosted().await?;
     let helper = hosted.helper.as_ref();
+
+    let autostart_was = autostart::enabled();
+    let set_autostart = |on: bool| {
+        autostart::set(on).map_err(|m| UiError {
+            field: Some("autostart".into()),
+            ..UiError::new(ErrorKind::Unavailable, m)
+        })
+    };
+    if settings.autostart != autostart_was {
+        set_autostart(settings.autostart)?;
+    }
+    let undo = |e: UiError| {
+        if settings.autostart != autostart_was {
+            let _ = set_autostart(autostart_was);
+        }
+        e
+    };
     // The port first: one in use is refused here, before anything is written.
-    let moved_from = match helper.map(|h| (h, h.status().port)) {
-        Some((h, old)) if old != Some(settings.port) => {
-            h.set_port(settings.port).await?;
-            old
+    let moved_from = match helper {
+        Some(h) if settings.port != before.port => {
+            let from = h.status().port;
+            h.set_port(settings.port)
+                .await
+                .map_err(|e| undo(e.into()))?;
+            from
         }
         _ => None,
     };
-    let (a, hs) = (agent.clone(), helper_settings.clone());
+    let (a, hs) = (agent, helper_settings);
     let saved = tauri::async_runtime::spawn_blocking(move || kp.save_settings(a, hs))
         .await
-        .map_err(|e| keyport_core::Error::Internal(format!("saving stopped ({e})")))?;
+        .map_err(|e| keyport_core::Error::Internal(format!("saving stopped ({e})")))
+        .and_then(|r| r);
     if let Err(e) = saved {
-        if let (Some(h), Some(old)) = (helper, moved_from) {
-            let _ = h.set_port(old).await;
+        let mut e = undo(e.into());
+        if let (Some(h), Some(from)) = (helper, moved_from) {
+            if let Err(back) = h.set_port(from).await {
+                e.message = format!(
+                    "{}; the helper stays on port {} ({back})",
+                    e.message, settings.port
+                );
+            }
         }
-        return Err(e.into());
+        return Err(e);
     }
-    keyport_core::agent::host::reload(&hosted.agent, None, None).await?;
-    if let Some(h) = helper {
-        h.set_origins(settings.allowed_origins.clone());
-    }
-    if settings.autostart != autostart::enabled() {
-        autostart::set(settings.autostart).map_err(|m| UiError {
-            field: Some("autostart".into()),
-            ..UiError::new(ErrorKind::Unavailable, m)
-        })?;
-    }
+    // (the helper re-reads its origins; its port is where it should be)
+    keyport_core::agent::host::reload(&hosted.agent, helper, None).await?;
     Ok(settings)
 }
 
@@ -100,6 +124,6 @@ pub async fn save_settings(
 pub async fn pause_helper(state: State<'_, AppState>, paused: bool) -> Result<HelperInfo, UiError> {
     let hosted = state.hosted().await?;
     let h = super::helper::helper_of(hosted)?;
-    h.set_paused(paused);
+    h.set_paused(paused).await;
     Ok(h.status())
 }

@@ -1,7 +1,8 @@
 //! Tokens: renewing now (the agent's single-flight renewal, shared with any renewal
 //! already running), testing a profile with one GET through the loopback helper, as a
-//! local tool would send it, inspecting the token, and copying its header to the
-//! clipboard (from here: the token never reaches the page).
+//! local tool would send it, inspecting the token (decoded here: the page gets what it
+//! says, not the token), copying its header to the clipboard (from here, not through the
+//! page) and, on the person's explicit Reveal, the token itself.
 
 use std::time::{Duration, Instant};
 
@@ -134,10 +135,20 @@ fn split_scheme(value: &str) -> (Option<&str>, &str) {
 }
 
 /// A secret or token shown on a person's request, and how soon the page masks it again.
-#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+/// (`Debug` leaves the value out.)
+#[derive(Clone, Serialize, ts_rs::TS)]
 pub struct Revealed {
     pub value: String,
     pub hide_after_secs: u64,
+}
+
+impl std::fmt::Debug for Revealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revealed")
+            .field("value", &"[redacted]")
+            .field("hide_after_secs", &self.hide_after_secs)
+            .finish()
+    }
 }
 
 /// How long a revealed value stays on screen.
@@ -149,7 +160,7 @@ pub const REVEAL_SECS: u64 = 10;
 pub async fn reveal_token(state: State<'_, AppState>, name: String) -> Result<Revealed, UiError> {
     let agent = &state.hosted().await?.agent;
     let served = agent.credential(&name, 0).await?;
-    let (word, token) = split_scheme(served.credential.headers[0].1.expose());
+    let (word, token) = split_scheme(served.credential.main_value().expose());
     if word.is_some_and(|w| w.eq_ignore_ascii_case("basic")) {
         return Err(UiError::new(
             ErrorKind::Invalid,

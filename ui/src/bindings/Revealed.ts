@@ -2,5 +2,6 @@
 
 /**
  * A secret or token shown on a person's request, and how soon the page masks it again.
+ * (`Debug` leaves the value out.)
  */
 export type Revealed = { value: string, hide_after_secs: number, };

@@ -1,6 +1,6 @@
 // The window: a header with the helper's status, the profiles grouped by service on the
 // left, the selected profile on the right. The list follows the agent's events ("agent"):
-// no polling. No secret and no token ever reaches this page.
+// no polling. A secret or a token reaches this page only when the person clicks Reveal.
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { api, message, onAgentError, onAgentEvent, onHelper, onSelectProfile } from "../api";
 import type { HelperInfo } from "../bindings/HelperInfo";

@@ -158,7 +158,7 @@ export function SettingsPanel({ onSaved }: Props) {
               aria-describedby="s-port-help"
               onInput={(e) => set({ port: (e.currentTarget as HTMLInputElement).value })}
             />
-            {help("port", "Tools keep their URLs while it stays the same. A new port applies at once; open connections are closed.")}
+            {help("port", "Tools keep their URLs while it stays the same. A new port applies at once: open connections end, and tools still using the old port fail until you give them the new URL.")}
           </div>
           <div class={cls("origins")} data-field="origins">
             <label for="s-origins">Allowed browser origins</label>
