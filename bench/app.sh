@@ -120,7 +120,7 @@ start_shown() {
   "$1" >>"$W/app.log" 2>&1 & APP_PID=$!
   until WINDOW=$(xdotool search --onlyvisible --name '^Keyport$' 2>/dev/null); do
     if ! kill -0 "$APP_PID" 2>/dev/null; then
-      echo "the app exited before its window was shown:" >&2; tail -5 "$W/app.log" >&2; exit 1
+      echo "the app exited before its window was shown:" >&2; grep -v "^ *[0-9]*: \|^ *at " "$W/app.log" >&2; exit 1
     fi
     sleep 0.01
   done
