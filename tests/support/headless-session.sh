@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Vendored from the team's shared tools (shared/tools/headless-session.sh) so a fresh clone is
-# self-contained; keep it in sync by copying, not editing.
+# self-contained; keep it in sync by copying, not editing. One change: Xvfb runs with
+# -noreset (see there).
 # headless-session.sh -- run a command inside a private, throw-away "desktop" session:
 #
 #   * a private D-Bus session bus (dbus-run-session) WITHOUT service activation, so nothing
@@ -81,7 +82,11 @@ if [[ ${1:-} == --inner ]]; then
     command -v Xvfb >/dev/null || die "HEADLESS_X=1 but Xvfb is not installed (apt-get install xvfb)"
     rm -f "$T/xvfb.display"
     # -displayfd: Xvfb picks a free display number and writes it to fd 3 once it is ready
-    Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$T/xvfb.display" >"$T/xvfb.log" 2>&1 &
+    # -noreset: an X server resets when its last client leaves, and a client that connects
+    # while it does is dropped (GTK: "Failed to initialize GTK"). Tests start and stop one
+    # app after another, and bench/app.sh polls with short-lived xdotool clients; a real
+    # desktop session always has clients.
+    Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp -noreset 3>"$T/xvfb.display" >"$T/xvfb.log" 2>&1 &
     PIDS+=($!)
     wait_for 15 "Xvfb" test -s "$T/xvfb.display"
     export DISPLAY=":$(head -n1 "$T/xvfb.display")"
