@@ -234,6 +234,11 @@ pub fn run() {
         // (not for the browser Keyport opens: it is the user's)
         keyport_core::process::set_own_env(var, value);
     }
+    #[cfg(target_os = "linux")]
+    if let Err(message) = open_display() {
+        eprintln!("{message}");
+        std::process::exit(1);
+    }
     // Open the core once: this also refuses keyring's in-memory mock. A failure is shown in
     // the window rather than crashing, so the user sees what to fix.
     let kp = Keyport::open().map_err(UiError::from);
@@ -279,6 +284,22 @@ pub fn run() {
         tauri::RunEvent::Exit => tauri::async_runtime::block_on(app.state::<AppState>().stop()),
         _ => {}
     });
+}
+
+/// Starts GTK (after [`WEBKIT_ENV`], which it reads), so that a session without a display
+/// (ssh, a service) is told so in one line, not by a panic in tao's event loop; the event
+/// loop's own `gtk::init` then finds GTK started.
+#[cfg(target_os = "linux")]
+fn open_display() -> Result<(), String> {
+    gtk::init().map_err(|_| {
+        let var = |name| std::env::var(name).unwrap_or_else(|_| "unset".into());
+        format!(
+            "keyport-app: cannot open a display (DISPLAY {}, WAYLAND_DISPLAY {}): start Keyport \
+             from a desktop session; without one, `keyport agent` runs the agent and the helper",
+            var("DISPLAY"),
+            var("WAYLAND_DISPLAY")
+        )
+    })
 }
 
 /// WebKit's environment for a one-page app that mostly sits in the tray (unless the user

@@ -1323,3 +1323,26 @@ fn settings_apply_at_once_and_a_short_token_expires_with_notifications() {
     assert!(!xdg.join("autostart/keyport.desktop").exists());
     drop(d);
 }
+
+#[test]
+#[ignore = "needs the app binary: run ./scripts/test.sh, or cargo test -- --include-ignored"]
+fn without_a_display_the_app_says_so_in_one_line_and_touches_nothing() {
+    let app = bin("keyport-app");
+    let kp = Keyport::new();
+    let mut cmd = Command::new(&app);
+    kp.env(&mut cmd)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env("RUST_BACKTRACE", "1");
+    let out = cmd.output().expect("run keyport-app");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "keyport-app: cannot open a display (DISPLAY unset, WAYLAND_DISPLAY unset): start \
+         Keyport from a desktop session; without one, `keyport agent` runs the agent and the helper"
+    );
+    // It stopped before anything: no agent, no config written.
+    assert!(!kp.dir.path().join("run/agent.json").exists());
+    assert!(!kp.config_file().exists());
+}
