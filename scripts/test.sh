@@ -20,8 +20,8 @@ npm --prefix ui run --silent test
 echo "== cargo clippy -D warnings" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== rustdoc -D warnings (the crates without a desktop)" >&2
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -q -p keyport-core -p keyport-cli -p keyport-system-tests
+echo "== rustdoc -D warnings" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -q -p keyport-core -p keyport-cli -p keyport-system-tests -p keyport-app
 
 echo "== keyport-core must not depend on tauri, gtk or webkit" >&2
 if cargo tree -p keyport-core -e normal,build --prefix none --locked | grep -iE '^(tauri|gtk|gdk|webkit|wry|tao)'; then

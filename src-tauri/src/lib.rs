@@ -11,9 +11,9 @@
 //! Quit does, and stops the agent cleanly when the app exits.
 //!
 //! The window exists only while it is open: it is made hidden and shown when its page has
-//! rendered ([`page_ready`]), so it never flashes empty, and closing it destroys it with its
-//! WebKit processes while the app and its agent stay in the tray (an idle Keyport is one
-//! process). Started at login ([`autostart::ARG`]) it makes no window at all.
+//! rendered (the `page_ready` command), so it never flashes empty, and closing it destroys
+//! it with its WebKit processes while the app and its agent stay in the tray (an idle
+//! Keyport is one process). Started at login ([`autostart::ARG`]) it makes no window at all.
 //!
 //! The CLI talks to the app's agent exactly as to `keyport agent` (the control socket), so
 //! a change made with the CLI reaches the window through the same subscription; the
@@ -186,7 +186,7 @@ pub const MAIN: &str = "main";
 
 /// Shows the main window, making it when there is none (it is made hidden and shown when
 /// its page has rendered, so it never flashes empty; at the latest after
-/// [`SHOW_AT_THE_LATEST`]).
+/// `SHOW_AT_THE_LATEST`).
 pub fn show_main<R: Runtime>(app: &AppHandle<R>) {
     if let Some(w) = app.get_webview_window(MAIN) {
         present(&w);
