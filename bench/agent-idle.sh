@@ -22,27 +22,7 @@ mkdir -p "$KEYPORT_CONFIG_DIR"
 # 1,000 profiles: 400 static (api-key, basic), 100 pasted bearer tokens expiring in 30 days,
 # 500 login-endpoint profiles whose stored tokens are valid for a day (their renewal is due
 # in ~16 h, so none is due during the idle window).
-python3 - "$KEYPORT_CONFIG_DIR/profiles.toml" <<'PY'
-import sys, datetime
-now = datetime.datetime.now(datetime.timezone.utc)
-exp = (now + datetime.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
-out = ["version = 1", ""]
-for i in range(1000):
-    n = f"p{i:04d}"
-    if i < 200:
-        out += [f"[profiles.{n}]", 'preset = "patchworks-api-key"', 'secrets = ["api_key"]',
-                f"[profiles.{n}.settings]", 'base_url = "https://app.wearepatchworks.com"', ""]
-    elif i < 400:
-        out += [f"[profiles.{n}]", 'preset = "basic"', 'secrets = ["password"]',
-                f"[profiles.{n}.settings]", 'username = "u"', ""]
-    elif i < 500:
-        out += [f"[profiles.{n}]", 'preset = "bearer"', 'secrets = ["token"]',
-                f"[profiles.{n}.settings]", f'expires_at = "{exp}"', ""]
-    else:
-        out += [f"[profiles.{n}]", 'preset = "patchworks-login"', 'secrets = ["password"]',
-                f"[profiles.{n}.settings]", 'base_url = "http://127.0.0.1:9"', 'username = "u"', ""]
-open(sys.argv[1], "w").write("\n".join(out))
-PY
+bench/profiles.py "$KEYPORT_CONFIG_DIR/profiles.toml" api-key:200 basic:200 bearer:100 login:500
 obtained=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 expires=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)
 for i in $(seq 500 999); do

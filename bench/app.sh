@@ -38,28 +38,7 @@ mkdir -p "$KEYPORT_CONFIG_DIR"
 
 # 20 profiles: 5 API keys (Patchworks), 5 Basic (Improvado), 5 pasted bearer tokens that
 # expire in 30 days, 5 login endpoints (Patchworks) whose stored tokens are valid for a day.
-python3 - "$KEYPORT_CONFIG_DIR/profiles.toml" <<'PY'
-import sys, datetime
-exp = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
-out = ["version = 1", ""]
-for i in range(20):
-    n = f"p{i:02d}"
-    kind = i // 5
-    if kind == 0:
-        out += [f"[profiles.{n}]", 'preset = "patchworks-api-key"', 'secrets = ["api_key"]',
-                f"[profiles.{n}.settings]", 'base_url = "https://app.wearepatchworks.com"', ""]
-    elif kind == 1:
-        out += [f"[profiles.{n}]", 'preset = "improvado-basic"', 'secrets = ["password"]',
-                f"[profiles.{n}.settings]", 'base_url = "https://embedded.improvado.io/api/v3"',
-                'username = "u@example.com"', ""]
-    elif kind == 2:
-        out += [f"[profiles.{n}]", 'preset = "bearer"', 'secrets = ["token"]',
-                f"[profiles.{n}.settings]", f'expires_at = "{exp}"', ""]
-    else:
-        out += [f"[profiles.{n}]", 'preset = "patchworks-login"', 'secrets = ["password"]',
-                f"[profiles.{n}.settings]", 'base_url = "http://127.0.0.1:9"', 'username = "u"', ""]
-open(sys.argv[1], "w").write("\n".join(out))
-PY
+bench/profiles.py "$KEYPORT_CONFIG_DIR/profiles.toml" api-key:5 improvado:5 bearer:5 login:5
 for i in $(seq 0 19); do
   n=$(printf p%02d "$i")
   case $((i / 5)) in

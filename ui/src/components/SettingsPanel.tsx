@@ -95,6 +95,19 @@ export function SettingsPanel({ onSaved }: Props) {
     </small>
   );
   const cls = (field: string, extra = "") => `field${extra}${errors[field] ? " invalid" : ""}`;
+  const check = (field: "notifications" | "autostart", label: string, text: string) => (
+    <div class={cls(field, " check")} data-field={field}>
+      <input
+        id={`s-${field}`}
+        type="checkbox"
+        checked={form[field]}
+        aria-describedby={`s-${field}-help`}
+        onChange={(e) => set({ [field]: (e.currentTarget as HTMLInputElement).checked } as Partial<Form>)}
+      />
+      <label for={`s-${field}`}>{label}</label>
+      {help(field, text)}
+    </div>
+  );
   return (
     <article id="settings" aria-labelledby="settings-title">
       <header class="detail-head">
@@ -103,17 +116,11 @@ export function SettingsPanel({ onSaved }: Props) {
       <form class="form" onSubmit={save} noValidate>
         <fieldset>
           <legend>Notifications</legend>
-          <div class={cls("notifications", " check")} data-field="notifications">
-            <input
-              id="s-notifications"
-              type="checkbox"
-              checked={form.notifications}
-              aria-describedby="s-notifications-help"
-              onChange={(e) => set({ notifications: (e.currentTarget as HTMLInputElement).checked })}
-            />
-            <label for="s-notifications">Tell me when a token needs me</label>
-            {help("notifications", "Expiring, expired, renewal failing, login required. Per profile: its notify setting.")}
-          </div>
+          {check(
+            "notifications",
+            "Tell me when a token needs me",
+            "Expiring, expired, renewal failing, login required. Per profile: its notify setting.",
+          )}
           <div class={cls("lead")} data-field="lead">
             <label for="s-lead">Lead time (seconds)</label>
             <input
@@ -131,17 +138,11 @@ export function SettingsPanel({ onSaved }: Props) {
         </fieldset>
         <fieldset>
           <legend>Start</legend>
-          <div class={cls("autostart", " check")} data-field="autostart">
-            <input
-              id="s-autostart"
-              type="checkbox"
-              checked={form.autostart}
-              aria-describedby="s-autostart-help"
-              onChange={(e) => set({ autostart: (e.currentTarget as HTMLInputElement).checked })}
-            />
-            <label for="s-autostart">Start Keyport when I log in</label>
-            {help("autostart", "It starts in the tray, with this window hidden, and keeps tokens valid from the start.")}
-          </div>
+          {check(
+            "autostart",
+            "Start Keyport when I log in",
+            "It starts in the tray, with this window hidden, and keeps tokens valid from the start.",
+          )}
         </fieldset>
         <fieldset>
           <legend>Loopback helper</legend>
